@@ -1,0 +1,27 @@
+"""Evaluate a checkpoint on the test split: `python eval.py ckpt_path=logs/runs/.../checkpoints/last.ckpt`."""
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from classicnets.resolvers import register
+
+register()
+
+
+def _allow_data_overrides(argv: list[str]) -> list[str]:
+    # The checkpoint's saved data config is the base, so `data.<key>=…` may name keys eval.yaml does not have.
+    return [f"++{arg}" if arg.startswith("data.") else arg for arg in argv]
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    from classicnets.pipeline import evaluate
+
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    sys.argv[1:] = _allow_data_overrides(sys.argv[1:])
+    main()

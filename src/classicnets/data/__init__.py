@@ -1,0 +1,13 @@
+"""LightningDataModules. They know nothing of models or tasks; `sizes` tells the pipeline what they hold."""
+
+from classicnets.data.cifar import CIFAR10DataModule
+from classicnets.data.errors import CorruptDatasetError, DatasetNotFoundError
+from classicnets.data.mnist import FashionMNISTDataModule, MNISTDataModule
+
+__all__ = [
+    "CIFAR10DataModule",
+    "CorruptDatasetError",
+    "DatasetNotFoundError",
+    "FashionMNISTDataModule",
+    "MNISTDataModule",
+]

@@ -1,0 +1,10 @@
+"""OmegaConf resolvers the configs use. Imported by the entry points before Hydra composes (cheap: no torch)."""
+
+from omegaconf import OmegaConf
+
+
+def register() -> None:
+    # "LR /10 at 50% and 75% of training" stays right whatever max_epochs a run chooses
+    OmegaConf.register_new_resolver(
+        "fraction_of", lambda total, fraction: int(total * fraction), replace=True
+    )

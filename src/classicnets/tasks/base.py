@@ -1,0 +1,73 @@
+"""What every task shares: an injected backbone, optimizer and learning-rate schedule."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from lightning.pytorch import LightningModule
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import nn
+from torch.optim import Optimizer
+from torch.utils.tensorboard import SummaryWriter
+
+OptimizerFactory = Callable[..., Optimizer]
+SchedulerFactory = Callable[..., Any]
+
+
+class Task(LightningModule):
+    """A LightningModule around any `nn.Module`.
+
+    `optimizer` and `scheduler` are partials (Hydra `_partial_: true`) that receive the parameters and the
+    optimizer. A scheduler keyword left as None among `total_steps`/`T_max` is filled in from the trainer,
+    so one-cycle and cosine schedules fit whatever epochs and batch size the run has.
+    """
+
+    #: metrics shown in TensorBoard's HPARAMS tab, next to the run's hyperparameters
+    summary_metrics: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        scheduler_interval: str = "epoch",
+        scheduler_monitor: str = "val/loss",
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.scheduler_monitor = scheduler_monitor
+
+    def forward(self, inputs: Any) -> Any:
+        return self.net(inputs)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer, **self._schedule_lengths())
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {
+                "scheduler": scheduler,
+                "interval": self.scheduler_interval,
+                "monitor": self.scheduler_monitor,
+            },
+        }
+
+    def _schedule_lengths(self) -> dict[str, int]:
+        keywords = self.scheduler_factory.keywords if isinstance(self.scheduler_factory, partial) else {}
+        steps = self.trainer.estimated_stepping_batches
+        length = steps if self.scheduler_interval == "step" else self.trainer.max_epochs
+        return {
+            key: int(length) for key in ("total_steps", "T_max") if key in keywords and keywords[key] is None
+        }
+
+    @property
+    def tensorboard(self) -> SummaryWriter | None:
+        """The TensorBoard writer when one of the loggers is TensorBoard (figures and images go there)."""
+        return next((lg.experiment for lg in self.loggers if isinstance(lg, TensorBoardLogger)), None)

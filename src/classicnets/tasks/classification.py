@@ -1,0 +1,124 @@
+"""Classification of images or sequences by any backbone that maps a batch of inputs to logits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MaxMetric, MeanMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+
+from classicnets.tasks.base import OptimizerFactory, SchedulerFactory, Task
+
+
+def _metrics(num_classes: int, prefix: str) -> MetricCollection:
+    metrics: dict[str, Any] = {
+        "acc": MulticlassAccuracy(num_classes, average="micro", validate_args=False),
+        "f1": MulticlassF1Score(num_classes, average="macro", validate_args=False),
+    }
+    if num_classes > 5:
+        metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro", validate_args=False)
+    return MetricCollection(metrics, prefix=prefix)
+
+
+class ClassificationTask(Task):
+    """Cross-entropy (optionally label-smoothed) with top-1/top-5 accuracy and macro F1.
+
+    Logs `train/*`, `val/*`, `test/*` and `val/acc_best`; at test time it also writes the confusion matrix and
+    the misclassified examples to TensorBoard.
+    """
+
+    summary_metrics = ("val/acc_best", "val/acc", "test/acc", "test/f1", "test/loss")
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: OptimizerFactory,
+        num_classes: int,
+        scheduler: SchedulerFactory | None = None,
+        scheduler_interval: str = "epoch",
+        scheduler_monitor: str = "val/loss",
+        label_smoothing: float = 0.0,
+        num_examples: int = 32,
+    ) -> None:
+        super().__init__(net, optimizer, scheduler, scheduler_interval, scheduler_monitor)
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
+        self.num_classes = num_classes
+        self.label_smoothing = label_smoothing
+        self.num_examples = num_examples
+        # the training loop itself only tracks accuracy: F1 and top-5 every step would cost time for no use
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        self.val_metrics = _metrics(num_classes, "val/")
+        self.test_metrics = _metrics(num_classes, "test/")
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+        self.val_acc_best = MaxMetric()
+        self.confusion = MulticlassConfusionMatrix(num_classes, validate_args=False)
+        self.misclassified: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def _step(self, batch: tuple[Any, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        inputs, targets = batch
+        logits = self(inputs)
+        loss = F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
+        return loss, logits, targets
+
+    def training_step(self, batch: tuple[Any, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, logits, targets = self._step(batch)
+        self.train_acc(logits, targets)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def on_train_start(self) -> None:
+        # the sanity check must not count as a best epoch
+        self.val_acc_best.reset()
+
+    def validation_step(self, batch: tuple[Any, torch.Tensor], batch_idx: int) -> None:
+        loss, logits, targets = self._step(batch)
+        self.val_loss(loss, weight=len(targets))
+        self.val_metrics.update(logits, targets)
+        self.log("val/loss", self.val_loss, on_epoch=True, prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = self.val_metrics.compute()
+        self.val_metrics.reset()
+        self.val_acc_best(metrics["val/acc"])
+        self.log_dict(metrics, prog_bar=True)
+        self.log("val/acc_best", self.val_acc_best.compute())
+
+    def test_step(self, batch: tuple[Any, torch.Tensor], batch_idx: int) -> None:
+        loss, logits, targets = self._step(batch)
+        self.test_loss(loss, weight=len(targets))
+        self.test_metrics.update(logits, targets)
+        self.confusion.update(logits, targets)
+        self.log("test/loss", self.test_loss, on_epoch=True)
+        self._keep_misclassified(batch[0], logits.argmax(1), targets)
+
+    def on_test_epoch_start(self) -> None:
+        self.misclassified = []
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.test_metrics.compute())
+        self.test_metrics.reset()
+        writer = self.tensorboard
+        if writer is not None and self.trainer.is_global_zero:
+            from classicnets.tasks.visuals import log_confusion_matrix, log_examples
+
+            class_names = self._class_names()
+            log_confusion_matrix(writer, self.confusion.compute().cpu(), class_names, self.global_step)
+            log_examples(writer, self.misclassified, class_names, self.global_step, self.trainer.datamodule)
+        self.confusion.reset()
+
+    def _keep_misclassified(self, inputs: Any, predictions: torch.Tensor, targets: torch.Tensor) -> None:
+        room = self.num_examples - len(self.misclassified)
+        if room <= 0 or not isinstance(inputs, torch.Tensor):
+            return
+        wrong = (predictions != targets).nonzero().flatten()[:room].cpu()
+        self.misclassified += [
+            (inputs[i].detach().cpu(), predictions[i].cpu(), targets[i].cpu()) for i in wrong.tolist()
+        ]
+
+    def _class_names(self) -> list[str]:
+        names = getattr(self.trainer.datamodule, "classes", None)
+        return list(names) if names else [str(i) for i in range(self.num_classes)]

@@ -1,0 +1,22 @@
+"""Train a model: `python train.py model=alexnet data=cifar10` (see README for sweeps)."""
+
+import hydra
+from omegaconf import DictConfig
+
+from classicnets.resolvers import register
+
+register()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    # imported here so that --help and --cfg answer before torch and Lightning load
+    from classicnets.pipeline import train
+
+    metrics = train(cfg)
+    optimized = cfg.get("optimized_metric")
+    return metrics.get(optimized) if optimized else None
+
+
+if __name__ == "__main__":
+    main()
