@@ -1,0 +1,1 @@
+"""Text data: tokenization, vocabularies and the DataModules built on them."""
