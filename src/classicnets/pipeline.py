@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch import LightningDataModule, Trainer, seed_everything
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -50,6 +51,8 @@ def _scheduler(cfg: DictConfig | None) -> dict[str, Any]:
 
 def _trainer(cfg: DictConfig, extra_callbacks: list) -> Trainer:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    if not cfg.trainer.get("enable_progress_bar", True):  # a configured bar would contradict the switch
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     return instantiate(cfg.trainer, callbacks=callbacks + extra_callbacks, logger=loggers or False)
 

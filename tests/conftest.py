@@ -1,0 +1,67 @@
+"""Shared test helpers: compose the real configs in-process, or run the real entry points in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from classicnets.resolvers import register
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = ROOT / "conf"
+# small, quiet and quick: what every end-to-end test wants unless it says otherwise
+FAST = (
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "trainer.accelerator=cpu",
+    "data.eval_batch_size=256",
+)
+
+
+def compose_config(output_dir: Path, *overrides: str, config_name: str = "train") -> DictConfig:
+    """The config `train.py`/`eval.py` would get, with every path inside `output_dir`."""
+    register()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+        cfg.paths.output_dir = str(output_dir)
+        cfg.paths.log_dir = str(output_dir / "logs")
+        if not any(o.startswith("paths.data_dir=") for o in overrides):
+            cfg.paths.data_dir = str(output_dir / "data")  # empty: MNIST falls back to the shipped sample
+    return cfg
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., DictConfig]:
+    def make(*overrides: str, config_name: str = "train") -> DictConfig:
+        fast = FAST if config_name == "train" else FAST[:3]
+        return compose_config(tmp_path, *fast, *overrides, config_name=config_name)
+
+    return make
+
+
+def run_script(
+    script: str, *args: str, cwd: Path = ROOT, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """Run one of the repository's entry points as a user would; the output is kept for assertions."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "HYDRA_FULL_ERROR": "1"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -1,0 +1,143 @@
+"""End-to-end behaviour of the core entry points on the MNIST sample shipped with the package."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from classicnets.data import CIFAR10DataModule, DatasetNotFoundError, MNISTDataModule
+from classicnets.pipeline import evaluate, train
+from tests.conftest import CONF_DIR, run_script
+
+IMAGE_MODELS = sorted(
+    p.stem
+    for p in (CONF_DIR / "model").glob("*.yaml")
+    if "classicnets.models" in p.read_text() and "Recurrent" not in p.read_text() and "seq2seq" not in p.stem
+)
+
+
+@pytest.mark.parametrize("model", IMAGE_MODELS)
+def test_fast_dev_run_every_image_model(make_config, model: str) -> None:
+    cfg = make_config(
+        f"model={model}", "trainer.fast_dev_run=true", "data.batch_size=8", "data.eval_batch_size=8"
+    )
+    metrics = train(cfg)
+    assert 0.0 <= metrics["test/acc"] <= 1.0
+    assert cfg.sizes == {"num_classes": 10, "channels": 1, "image_size": 28} | dict(cfg.sizes)
+
+
+def test_lenet5_learns_from_the_shipped_sample(make_config) -> None:
+    cfg = make_config("trainer.max_epochs=5", "data.source=sample")
+    metrics = train(cfg)
+    # 5 epochs × 36 steps on 4,500 real digits; chance is 0.10
+    assert metrics["test/acc"] > 0.85, metrics
+    assert metrics["val/acc_best"] >= metrics["val/acc"] - 1e-6
+
+
+def test_run_directory_and_tensorboard(make_config, tmp_path: Path) -> None:
+    cfg = make_config("trainer.max_epochs=1", "trainer.limit_train_batches=5")
+    train(cfg)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert {"test/acc", "test/f1", "test/acc_top5", "val/acc_best", "train/loss"} <= saved.keys()
+    checkpoints = {p.name for p in (tmp_path / "checkpoints").iterdir()}
+    assert "last.ckpt" in checkpoints and any(name.startswith("best-") for name in checkpoints)
+
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0, "tensors": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert {"train/loss_step", "val/acc", "test/acc", "lr-Adam"} <= set(tags["scalars"])
+    assert {"test/confusion_matrix", "test/misclassified"} <= set(tags["images"])
+    assert "_hparams_/session_start_info" in tags["tensors"]
+
+
+def test_eval_reproduces_the_test_metrics_of_the_checkpoint(make_config, tmp_path: Path) -> None:
+    trained = train(make_config("trainer.max_epochs=2", "trainer.limit_train_batches=10"))
+    best = next((tmp_path / "checkpoints").glob("best-*.ckpt"))
+    eval_dir = tmp_path / "eval"
+    cfg = make_config(f"ckpt_path={best}", config_name="eval")
+    cfg.paths.output_dir = str(eval_dir)
+    evaluated = evaluate(cfg)
+    for key in ("test/acc", "test/f1", "test/loss"):
+        assert evaluated[key] == pytest.approx(trained[key], abs=1e-6)
+    assert json.loads((eval_dir / "metrics.json").read_text())["test/acc"] == pytest.approx(
+        trained["test/acc"]
+    )
+
+
+def test_resume_continues_epoch_step_and_optimizer_state(make_config, tmp_path: Path) -> None:
+    train(make_config("trainer.max_epochs=1", "trainer.limit_train_batches=6", "scheduler=step"))
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    first = torch.load(last, weights_only=True)
+    assert first["global_step"] == 6 and first["epoch"] == 0
+
+    train(
+        make_config(
+            "trainer.max_epochs=2", "trainer.limit_train_batches=6", "scheduler=step", f"ckpt_path={last}"
+        )
+    )
+    resumed = torch.load(last, weights_only=True)
+    assert resumed["global_step"] == 12 and resumed["epoch"] == 1
+    assert resumed["optimizer_states"][0]["state"][0]["step"] == 12  # Adam's moment counters carried on
+    assert resumed["lr_schedulers"][0]["last_epoch"] == 2
+
+
+def test_missing_dataset_offline_names_the_files(tmp_path: Path) -> None:
+    with pytest.raises(DatasetNotFoundError, match="data_batch_1"):
+        CIFAR10DataModule(tmp_path).prepare_data()
+    forbidden = MNISTDataModule(tmp_path, source="full")
+    with pytest.raises(DatasetNotFoundError, match="train-images-idx3-ubyte"):
+        forbidden.prepare_data()
+
+
+def test_sample_fallback_is_loud_and_recorded(tmp_path: Path) -> None:
+    datamodule = MNISTDataModule(tmp_path)
+    with pytest.warns(UserWarning, match="SAMPLE"):
+        datamodule.setup()
+    assert datamodule.source_used == "sample" and datamodule.state_dict()["source"] == "sample"
+
+
+def test_cli_help_cfg_and_bad_option(tmp_path: Path) -> None:
+    help_text = run_script("train.py", "--help").stdout
+    assert "model: " in help_text and "lenet5" in help_text
+    job = run_script("train.py", "model=alexnet", "data=cifar10", "--cfg", "job").stdout
+    assert "classicnets.models.AlexNet" in job and "CIFAR10DataModule" in job
+    bad = run_script("train.py", "model=lenet6", f"hydra.run.dir={tmp_path}")
+    assert bad.returncode != 0
+    assert "Could not find 'model/lenet6'" in bad.stderr and "lenet5" in bad.stderr
+
+
+@pytest.mark.slow
+def test_default_training_command_offline(tmp_path: Path) -> None:
+    result = run_script(
+        "train.py",
+        "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={tmp_path}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "SAMPLE" in result.stderr
+    assert (tmp_path / ".hydra" / "config.yaml").is_file() and (tmp_path / "metrics.json").is_file()
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
+    result = run_script(
+        "train.py",
+        "trainer=ddp_cpu",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=4",
+        "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1",
+        "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={tmp_path}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert "test/acc" in metrics
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
