@@ -17,12 +17,22 @@ STATUSES = ("running", "completed", "failed", "diverged", "interrupted")
 
 
 def write_status(output_dir: str | os.PathLike, status: str, reason: str | None = None, **extra: Any) -> Path:
-    """Record `status` (one of STATUSES) and why; extra keys (e.g. `wall_time_s`) are stored alongside."""
+    """Record `status` (one of STATUSES) and why; extra keys (e.g. `wall_time_s`) are stored alongside.
+
+    Extra keys of the previous record that this call does not set are kept: what a job was (its overrides,
+    its device) stays while its status changes.
+    """
     if status not in STATUSES:
         raise ValueError(f"unknown run status {status!r}; expected one of {', '.join(STATUSES)}")
     path = Path(output_dir) / STATUS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"status": status, "reason": reason, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
+    record = {
+        **(read_status(output_dir) or {}),
+        **extra,
+        "status": status,
+        "reason": reason,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     # write-then-rename: a report reading a running sweep never sees half a file
     temporary = path.with_name(f".{STATUS_FILE}.{os.getpid()}")
     temporary.write_text(json.dumps(record, indent=2, default=str) + "\n")
