@@ -12,10 +12,12 @@ register()
 def main(cfg: DictConfig) -> float | None:
     # imported here so that --help and --cfg answer before torch and Lightning load
     from classicnets.pipeline import train
+    from classicnets.sweeps import run_job
 
-    metrics = train(cfg)
+    # status.json in the run directory; under -m a failed job returns None and the sweep goes on
+    metrics = run_job(cfg, train)
     optimized = cfg.get("optimized_metric")
-    return metrics.get(optimized) if optimized else None
+    return metrics.get(optimized) if metrics and optimized else None
 
 
 if __name__ == "__main__":

@@ -8,11 +8,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
+from PIL import Image
 
 from classicnets.resolvers import register
 
@@ -65,3 +67,23 @@ def run_script(
         text=True,
         timeout=timeout,
     )
+
+
+def make_image_folder(
+    root: Path, per_class: int = 10, size: int = 12, suffix: str = ".png", seed: int = 0
+) -> Path:
+    """`root/<class>/<n><suffix>`: noisy bright, dark and striped RGB images, three classes any model can learn."""
+    rng = np.random.default_rng(seed)
+    stripes = np.tile(np.array([40, 215], dtype=np.uint8), size // 2 + 1)[:size]
+    base = {
+        "bright": np.full((size, size), 200),
+        "dark": np.full((size, size), 50),
+        "striped": stripes[None, :],
+    }
+    for name, pattern in base.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for n in range(per_class):
+            noise = rng.integers(-25, 26, (size, size, 3))
+            pixels = np.clip(pattern[..., None] + noise, 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{n:03d}{suffix}")
+    return root

@@ -2,6 +2,7 @@
 
 from classicnets.data.cifar import CIFAR10DataModule
 from classicnets.data.errors import CorruptDatasetError, DatasetNotFoundError
+from classicnets.data.image_folder import ImageFolderDataModule
 from classicnets.data.mnist import FashionMNISTDataModule, MNISTDataModule
 
 __all__ = [
@@ -9,5 +10,6 @@ __all__ = [
     "CorruptDatasetError",
     "DatasetNotFoundError",
     "FashionMNISTDataModule",
+    "ImageFolderDataModule",
     "MNISTDataModule",
 ]

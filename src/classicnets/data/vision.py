@@ -67,14 +67,18 @@ class InMemoryImageDataModule(LightningDataModule):
         if self.splits:
             return
         images, labels = self._checked(*self.load_split(train=True))
-        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.seed))
-        n_val = max(1, round(len(labels) * self.val_fraction))
-        val, train = order[:n_val], order[n_val:]
+        train, val = self.train_val_indices(len(labels))
         self.splits = {
             "train": TensorBatches(images[train], labels[train]),
             "val": TensorBatches(images[val], labels[val]),
             "test": TensorBatches(*self._checked(*self.load_split(train=False))),
         }
+
+    def train_val_indices(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A seeded split of `n` training examples into (train, validation) indices."""
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))
+        n_val = max(1, round(n * self.val_fraction))
+        return order[n_val:], order[:n_val]
 
     def _checked(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         expected = (self.channels, self.image_size, self.image_size)
