@@ -5,9 +5,10 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from classicnets.resolvers import register
+from classicnets.resolvers import register, user_code_importable
 
 register()
+user_code_importable()
 
 
 def _allow_data_overrides(argv: list[str]) -> list[str]:

@@ -3,9 +3,10 @@
 import hydra
 from omegaconf import DictConfig
 
-from classicnets.resolvers import register
+from classicnets.resolvers import register, user_code_importable
 
 register()
+user_code_importable()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

@@ -1,5 +1,8 @@
 """OmegaConf resolvers the configs use. Imported by the entry points before Hydra composes (cheap: no torch)."""
 
+import os
+import sys
+
 from omegaconf import OmegaConf
 
 from classicnets.sweeps import gpu_count
@@ -12,3 +15,12 @@ def register() -> None:
     )
     # one sweep job per GPU of this machine (conf/launcher/gpus.yaml)
     OmegaConf.register_new_resolver("gpu_count", gpu_count, replace=True)
+
+
+def user_code_importable() -> None:
+    """Let `_target_`s name the user's own modules (`model=custom model._target_=mynets.TinyNet`).
+
+    Python puts the script's folder on `sys.path`, not the folder the command runs in, where `mynets.py` is.
+    """
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())

@@ -1,0 +1,21 @@
+"""Predict with a checkpoint: `python predict.py ckpt_path=FILE input=PATH [output=FILE.csv]` (see README)."""
+
+import hydra
+from omegaconf import DictConfig
+
+from classicnets.resolvers import register, user_code_importable
+
+register()
+user_code_importable()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    from classicnets.predict import predict
+
+    output = predict(cfg.ckpt_path, cfg.input, cfg.output, batch_size=cfg.batch_size, device=cfg.device)
+    print(f"predictions written to {output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Predictions from a checkpoint on raw inputs: image files, or lines of text for text and seq2seq checkpoints.
+
+A checkpoint carries all that is needed: the run's config (to rebuild the network), its weights, and the data
+module's state (resize, normalisation and class names of images; the vocabulary of text). No dataset is read.
+Each task has a `Predictor`: how to list a path's inputs, prepare one input, and predict a prepared batch.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from torch import nn
+from tqdm import tqdm
+
+from classicnets.callbacks import CHECKPOINT_KEY
+from classicnets.checkpoints import CheckpointError, load_checkpoint
+from classicnets.data.batches import normalize
+from classicnets.data.image_folder import image_files, read_image
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("input", "prediction", "probability")
+PROGRESS_FROM = 1000  # inputs from which a progress bar is shown
+
+
+class PredictError(ValueError):
+    """An input could not be predicted; the rows before it are in the CSV already."""
+
+
+class Predictor(Protocol):
+    def inputs(self, path: Path) -> list[Any]:
+        """What `path` holds, one entry per CSV row."""
+
+    def prepare(self, item: Any) -> Any:
+        """One input, ready to batch; raises with the input's name when it cannot be read."""
+
+    def __call__(self, prepared: Sequence[Any]) -> list[tuple[str, float]]:
+        """(prediction, probability or score) for each prepared input."""
+
+
+class ImageClassifier:
+    """Image files → top-1 class name and its softmax probability, resized and normalised as in training."""
+
+    def __init__(self, net: nn.Module, state: dict[str, Any], device: torch.device) -> None:
+        self.net, self.device = net, device
+        self.classes = list(state["classes"])
+        self.channels, self.image_size = int(state["channels"]), int(state["image_size"])
+        self.mean, self.std = state["mean"], state["std"]
+
+    def inputs(self, path: Path) -> list[Path]:
+        if not path.is_dir():
+            return [path]
+        files = image_files(path)
+        if not files:
+            raise PredictError(f"no image files below {path}")
+        return files
+
+    def prepare(self, item: Path) -> torch.Tensor:
+        return read_image(item, self.channels, self.image_size)
+
+    @torch.inference_mode()
+    def __call__(self, prepared: Sequence[torch.Tensor]) -> list[tuple[str, float]]:
+        images = normalize(torch.stack(list(prepared)).to(self.device), self.mean, self.std)
+        probability, index = self.net(images).softmax(dim=1).max(dim=1)
+        return [(self.classes[i], p) for i, p in zip(index.tolist(), probability.tolist(), strict=True)]
+
+
+def predictor_for(checkpoint: dict[str, Any], device: torch.device) -> Predictor:
+    """The predictor of the checkpoint's task, told apart by its task and its data module's state."""
+    config = checkpoint[CHECKPOINT_KEY]["config"]
+    task = config["task"]["_target_"].rsplit(".", 1)[-1]
+    data = config["data"]["_target_"].rsplit(".", 1)[-1]
+    state = checkpoint.get(data) or {}  # Lightning keys a data module's state by its class name
+    if task == "ClassificationTask" and "mean" in state:
+        return ImageClassifier(restore_net(checkpoint, device), state, device)
+    raise CheckpointError(
+        f"predict does not support this checkpoint yet (task {task}, data {data}); "
+        "it supports image classification checkpoints."
+    )
+
+
+def restore_net(checkpoint: dict[str, Any], device: torch.device) -> nn.Module:
+    """The task's network, built from the saved (resolved) model config with the trained weights, in eval mode."""
+    net = instantiate(OmegaConf.create(checkpoint[CHECKPOINT_KEY]["config"]["model"]))
+    weights = {
+        key.removeprefix("net."): value
+        for key, value in checkpoint["state_dict"].items()
+        if key.startswith("net.")
+    }
+    net.load_state_dict(weights)
+    return net.to(device).eval()
+
+
+def predict(
+    ckpt_path: str | Path,
+    input_path: str | Path,
+    output: str | Path,
+    batch_size: int = 256,
+    device: str = "auto",
+) -> Path:
+    """Write `input,prediction,probability` rows for every input below `input_path` to the CSV `output`.
+
+    Rows are flushed a batch at a time, so an unreadable input stops the run without losing those before it.
+    """
+    chosen = (
+        torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if device == "auto"
+        else torch.device(device)
+    )
+    input_path, output = Path(input_path).expanduser(), Path(output).expanduser()
+    if not input_path.exists():
+        raise PredictError(f"input {input_path} does not exist")
+    predictor = predictor_for(load_checkpoint(ckpt_path), chosen)
+    items = predictor.inputs(input_path)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with open(output, "w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(COLUMNS)
+        written = 0
+        with tqdm(total=len(items), unit="input", disable=len(items) < PROGRESS_FROM) as progress:
+            for start in range(0, len(items), batch_size):
+                batch = items[start : start + batch_size]
+                prepared, error = [], None
+                for item in batch:
+                    try:
+                        prepared.append(predictor.prepare(item))
+                    except (ValueError, OSError) as failure:
+                        error = failure
+                        break
+                if prepared:
+                    rows = predictor(prepared)
+                    done = zip(batch[: len(rows)], rows, strict=True)
+                    writer.writerows((str(item), label, f"{p:.6f}") for item, (label, p) in done)
+                    file.flush()
+                    written += len(rows)
+                    progress.update(len(rows))
+                if error is not None:
+                    raise PredictError(
+                        f"{error}\nThe {written} predictions before it are in {output}."
+                    ) from error
+    return output

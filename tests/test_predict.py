@@ -1,0 +1,139 @@
+"""`predict.py` and `eval.py` on a checkpoint of a user's own model trained on an image folder, as a user runs them."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from classicnets.checkpoints import CheckpointError
+from classicnets.predict import COLUMNS, PredictError, predict
+from tests.conftest import make_image_folder, run_script
+
+pytestmark = pytest.mark.slow  # train.py, eval.py and predict.py each run in their own process
+
+# what a researcher keeps next to their data: a module of their own, found from the folder they run in
+MYNETS = """
+from torch import nn
+
+
+class TinyNet(nn.Module):
+    def __init__(self, num_classes, in_channels, image_size, width=8):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2))
+        self.head = nn.Linear(width * 4, num_classes)
+
+    def forward(self, x):
+        return self.head(self.body(x).flatten(1))
+"""
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A user's folder with `mynets.py`, `train/`, `test/`, `other/` and a run trained from there by train.py."""
+    root = tmp_path_factory.mktemp("project")
+    (root / "mynets.py").write_text(MYNETS)
+    make_image_folder(root / "train", per_class=12)
+    make_image_folder(root / "test", per_class=4, seed=1)
+    make_image_folder(root / "other", per_class=3, seed=2)
+    done = run_script(
+        "train.py",
+        "data=image_folder",
+        "data.train_dir=train",
+        "data.test_dir=test",
+        "data.batch_size=8",
+        "model=custom",
+        "model._target_=mynets.TinyNet",
+        "+model.width=16",
+        "optimizer.lr=0.02",
+        "trainer.max_epochs=6",
+        "trainer.enable_progress_bar=false",
+        "logger=csv",
+        f"hydra.run.dir={root / 'run'}",
+        cwd=root,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return root
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def test_predict_a_folder_names_the_classes(project: Path) -> None:
+    checkpoint = project / "run" / "checkpoints" / "last.ckpt"
+    done = run_script(
+        "predict.py", f"ckpt_path={checkpoint}", "input=test", "output=out/predictions.csv", cwd=project
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    output = project / "out" / "predictions.csv"
+    assert f"predictions written to {output.relative_to(project)}" in done.stdout
+    rows = _rows(output)
+    assert list(rows[0]) == list(COLUMNS) and len(rows) == 12
+    assert [row["input"] for row in rows] == sorted(row["input"] for row in rows)
+    correct = [row["prediction"] == Path(row["input"]).parent.name for row in rows]
+    assert sum(correct) >= 11, rows
+    assert all(0.0 < float(row["probability"]) <= 1.0 for row in rows)
+
+
+def test_eval_on_another_folder(project: Path) -> None:
+    checkpoint = project / "run" / "checkpoints" / "last.ckpt"
+    done = run_script(
+        "eval.py",
+        f"ckpt_path={checkpoint}",
+        "data.test_dir=other",
+        "logger=csv",
+        "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={project / 'eval'}",
+        cwd=project,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((project / "eval" / "metrics.json").read_text())
+    assert metrics["test/acc"] > 0.85, metrics
+    saved = torch.load(checkpoint, weights_only=True)["ImageFolderDataModule"]
+    assert saved["classes"] == ["bright", "dark", "striped"] and saved["image_size"] == 12
+
+
+def test_predict_one_file_in_process(project: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.syspath_prepend(str(project))  # where mynets.py is, as predict.py arranges for the user
+    grey = tmp_path / "large grey stripes.jpg"
+    stripes = (
+        Image.open(project / "test" / "striped" / "000.png").convert("L").resize((48, 48), Image.NEAREST)
+    )
+    stripes.save(grey)
+    output = predict(project / "run" / "checkpoints" / "last.ckpt", grey, tmp_path / "one.csv")
+    [row] = _rows(output)
+    assert row["input"] == str(grey) and row["prediction"] == "striped"
+
+
+def test_unreadable_input_is_named_and_earlier_rows_kept(
+    project: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.syspath_prepend(str(project))
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    dark = Image.open(project / "test" / "dark" / "000.png")
+    for name in ("a", "b", "c"):
+        dark.save(inputs / f"{name}.png")
+    (inputs / "bb.png").write_bytes(b"\x89PNG broken")  # sorted between b.png and c.png
+    output = tmp_path / "partial.csv"
+    with pytest.raises(PredictError, match=r"(?s)bb\.png is not an image.*The 2 predictions before it are in"):
+        predict(project / "run" / "checkpoints" / "last.ckpt", inputs, output, batch_size=3)
+    assert [Path(row["input"]).name for row in _rows(output)] == ["a.png", "b.png"]
+
+
+def test_bad_arguments(project: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.syspath_prepend(str(project))
+    checkpoint = project / "run" / "checkpoints" / "last.ckpt"
+    with pytest.raises(PredictError, match=r"missing\.png does not exist"):
+        predict(checkpoint, tmp_path / "missing.png", tmp_path / "out.csv")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PredictError, match="no image files below"):
+        predict(checkpoint, tmp_path / "empty", tmp_path / "out.csv")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        predict(tmp_path / "nothing.ckpt", tmp_path / "empty", tmp_path / "out.csv")
