@@ -4,12 +4,16 @@ from classicnets.data.cifar import CIFAR10DataModule
 from classicnets.data.errors import CorruptDatasetError, DatasetNotFoundError
 from classicnets.data.image_folder import ImageFolderDataModule
 from classicnets.data.mnist import FashionMNISTDataModule, MNISTDataModule
+from classicnets.data.text.dates import DatesDataModule
+from classicnets.data.text.parallel import ParallelTextDataModule
 
 __all__ = [
     "CIFAR10DataModule",
     "CorruptDatasetError",
     "DatasetNotFoundError",
+    "DatesDataModule",
     "FashionMNISTDataModule",
     "ImageFolderDataModule",
     "MNISTDataModule",
+    "ParallelTextDataModule",
 ]

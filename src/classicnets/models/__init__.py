@@ -3,6 +3,7 @@ from .cifar_resnet import CifarResNet
 from .lenet import LeNet5
 from .mlp import MLP
 from .resnet import ResNet
+from .seq2seq import Seq2Seq
 from .vgg import VGG
 
 __all__ = [
@@ -12,4 +13,5 @@ __all__ = [
     "CifarResNet",
     "LeNet5",
     "ResNet",
+    "Seq2Seq",
 ]

@@ -2,5 +2,6 @@
 
 from classicnets.tasks.base import Task
 from classicnets.tasks.classification import ClassificationTask
+from classicnets.tasks.seq2seq import Seq2SeqTask
 
-__all__ = ["ClassificationTask", "Task"]
+__all__ = ["ClassificationTask", "Seq2SeqTask", "Task"]

@@ -62,3 +62,43 @@ def log_examples(
             torch.stack([inputs for inputs, _, _ in examples]), nrow=8, normalize=True, scale_each=True
         )
         writer.add_image(tag, grid, step)
+
+
+def log_translations(
+    writer: SummaryWriter, rows: Sequence[tuple[str, str, str]], step: int, tag: str = "test/translations"
+) -> None:
+    """A markdown table of (input, reference, output) rows, each marked ✓ when the output is exact."""
+    lines = ["| # | ok | input | reference | output |", "|---|---|---|---|---|"]
+    for number, (source, reference, output) in enumerate(rows):
+        cells = [text.replace("|", "/")[:200] for text in (source, reference, output)]
+        lines.append(f"| {number} | {'✓' if output == reference else '✗'} | {' | '.join(cells)} |")
+    writer.add_text(tag, "\n".join(lines), step)
+
+
+def attention_figure(examples: Sequence[tuple[Sequence[str], Sequence[str], torch.Tensor]]) -> Any:
+    """One heatmap per (source tokens, output tokens, weights output×source) example, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    widths = [max(2.0, 0.22 * len(source) + 1) for source, _, _ in examples]
+    height = max(2.5, 0.25 * max(len(output) for _, output, _ in examples) + 1.5)
+    figure, axes = plt.subplots(1, len(examples), figsize=(sum(widths), height), squeeze=False)
+    for ax, (source, output, weights) in zip(axes[0], examples, strict=True):
+        ax.imshow(weights.numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+        ax.set_xticks(range(len(source)), [repr(t)[1:-1] if t.isspace() else t for t in source], fontsize=7)
+        ax.set_yticks(range(len(output)), output, fontsize=7)
+        ax.set_xlabel("input")
+        ax.set_ylabel("output")
+    figure.tight_layout()
+    return figure
+
+
+def log_attention(
+    writer: SummaryWriter,
+    examples: Sequence[tuple[Sequence[str], Sequence[str], torch.Tensor]],
+    step: int,
+    tag: str = "test/attention",
+) -> None:
+    writer.add_figure(tag, attention_figure(examples), step)

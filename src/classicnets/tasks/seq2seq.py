@@ -1,0 +1,210 @@
+"""Sequence-to-sequence learning: teacher-forced cross-entropy, scored on what the model generates on its own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.text import BLEUScore
+
+from classicnets.tasks.base import OptimizerFactory, SchedulerFactory, Task
+
+PAD_INDEX, EOS_INDEX = 0, 3  # as classicnets.data.text.vocab assigns them
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def _until_end(ids: torch.Tensor, include_end: bool = False) -> list[int]:
+    """A padded row of ids → the tokens before the first end token (or up to and including it)."""
+    tokens = ids.tolist()
+    if EOS_INDEX in tokens:
+        return tokens[: tokens.index(EOS_INDEX) + include_end]
+    return [t for t in tokens if t != PAD_INDEX]
+
+
+class SequenceMetrics(nn.Module):
+    """Token accuracy, exact match, BLEU and loss over one split.
+
+    The generated output is compared with the reference position by position (end token included) for token
+    accuracy, and as a whole for exact match. BLEU (up to 4-grams) is over target tokens; ids stand in for them,
+    which gives the same n-gram counts as the token strings.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loss, self.token_acc, self.exact_match = MeanMetric(), MeanMetric(), MeanMetric()
+        self.bleu = BLEUScore(n_gram=4)
+
+    def update(self, loss: torch.Tensor, generated: torch.Tensor, references: torch.Tensor) -> None:
+        """generated B×T' and references B×T: ids after the begin token, padded with 0 after the end token."""
+        length = max(generated.size(1), references.size(1))
+        generated = F.pad(generated, (0, length - generated.size(1)), value=PAD_INDEX)
+        references = F.pad(references, (0, length - references.size(1)), value=PAD_INDEX)
+        real = references != PAD_INDEX
+        same = generated == references
+        self.loss.update(loss, weight=len(references))
+        self.token_acc.update((same & real).sum() / real.sum(), weight=real.sum())
+        self.exact_match.update(same.all(dim=1).float())
+        self.bleu.update(
+            [" ".join(map(str, _until_end(row))) for row in generated],
+            [[" ".join(map(str, _until_end(row)))] for row in references],
+        )
+
+    def compute(self, prefix: str) -> dict[str, torch.Tensor]:
+        names = ("loss", "token_acc", "exact_match", "bleu")
+        return {f"{prefix}/{name}": getattr(self, name).compute() for name in names}
+
+    def reset(self) -> None:
+        for metric in (self.loss, self.token_acc, self.exact_match, self.bleu):
+            metric.reset()
+
+
+@dataclass
+class Example:
+    """One sentence kept for TensorBoard: source ids (no padding), reference and output ids (end token
+    included when there is one) and the attention weights, a row per output id and a column per source id."""
+
+    source: list[int]
+    reference: list[int]
+    output: list[int]
+    attention: torch.Tensor | None
+
+
+class Seq2SeqTask(Task):
+    """Cross-entropy over target tokens (padding ignored), with any `Seq2Seq`-like backbone that has
+    `forward(source, lengths, target_inputs) -> (logits, attention)` and `generate(source, lengths, beam_width)`.
+
+    Validation decodes greedily, test with `beam_width`. Logs `val/*` and `test/*` token_acc, exact_match, bleu
+    and loss, `val/exact_match_best`, and writes example translations and attention heatmaps to TensorBoard.
+    """
+
+    summary_metrics = (
+        "val/exact_match_best",
+        "val/exact_match",
+        "test/exact_match",
+        "test/bleu",
+        "test/token_acc",
+        "test/loss",
+    )
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        scheduler_interval: str = "epoch",
+        scheduler_monitor: str = "val/loss",
+        label_smoothing: float = 0.0,
+        beam_width: int = 1,
+        num_examples: int = 16,
+        num_heatmaps: int = 4,
+    ) -> None:
+        super().__init__(net, optimizer, scheduler, scheduler_interval, scheduler_monitor)
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
+        self.label_smoothing = label_smoothing
+        self.beam_width = beam_width
+        self.num_examples = num_examples
+        self.num_heatmaps = num_heatmaps
+        self.val_metrics, self.test_metrics = SequenceMetrics(), SequenceMetrics()
+        self.val_exact_match_best = MaxMetric()
+        self.examples: list[Example] = []
+
+    def _loss(self, batch: Batch) -> torch.Tensor:
+        source, lengths, target = batch
+        logits, _ = self.net(source, lengths, target[:, :-1])
+        return F.cross_entropy(
+            logits.flatten(0, 1),
+            target[:, 1:].flatten(),
+            ignore_index=PAD_INDEX,
+            label_smoothing=self.label_smoothing,
+        )
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        loss = self._loss(batch)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        return loss
+
+    def on_train_start(self) -> None:
+        # the sanity check must not count as a best epoch
+        self.val_exact_match_best.reset()
+
+    def _evaluate(self, batch: Batch, metrics: SequenceMetrics, beam_width: int) -> None:
+        source, lengths, target = batch
+        generation = self.net.generate(source, lengths, beam_width=beam_width)
+        metrics.update(self._loss(batch), generation.tokens, target[:, 1:])
+        self._keep_examples(batch, generation.tokens, generation.attention)
+
+    def on_validation_epoch_start(self) -> None:
+        self.examples = []
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._evaluate(batch, self.val_metrics, beam_width=1)
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = self.val_metrics.compute("val")
+        self.val_metrics.reset()
+        self.val_exact_match_best(metrics["val/exact_match"])
+        self.log_dict(metrics, prog_bar=True)
+        self.log("val/exact_match_best", self.val_exact_match_best.compute())
+        self._write_examples("val")
+
+    def on_test_epoch_start(self) -> None:
+        self.examples = []
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._evaluate(batch, self.test_metrics, beam_width=self.beam_width)
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.test_metrics.compute("test"))
+        self.test_metrics.reset()
+        self._write_examples("test")
+
+    def _keep_examples(self, batch: Batch, outputs: torch.Tensor, attention: torch.Tensor | None) -> None:
+        source, lengths, target = batch
+        for row in range(min(len(source), self.num_examples - len(self.examples))):
+            output = _until_end(outputs[row], include_end=True)
+            weights = None if attention is None else attention[row, : len(output), : int(lengths[row])].cpu()
+            reference = _until_end(target[row, 1:], include_end=True)
+            self.examples.append(
+                Example(source[row, : int(lengths[row])].tolist(), reference, output, weights)
+            )
+
+    def _write_examples(self, split: str) -> None:
+        writer = self.tensorboard
+        datamodule = self.trainer.datamodule if self.trainer else None
+        tokenizer = getattr(datamodule, "tokenizer", None)
+        if writer is None or tokenizer is None or not self.examples or not self.trainer.is_global_zero:
+            return
+        from classicnets.tasks.visuals import log_attention, log_translations
+
+        log_translations(
+            writer,
+            [
+                (
+                    tokenizer.decode_source(e.source),
+                    tokenizer.decode_target(e.reference),
+                    tokenizer.decode_target(e.output),
+                )
+                for e in self.examples
+            ],
+            self.global_step,
+            tag=f"{split}/translations",
+        )
+        with_attention = [e for e in self.examples if e.attention is not None][: self.num_heatmaps]
+        if with_attention:
+            source_tokens, target_tokens = tokenizer.source_vocab.tokens, tokenizer.target_vocab.tokens
+            log_attention(
+                writer,
+                [
+                    (
+                        [source_tokens[i] for i in e.source],
+                        [target_tokens[i] for i in e.output],
+                        e.attention,
+                    )
+                    for e in with_attention
+                ],
+                self.global_step,
+                tag=f"{split}/attention",
+            )
