@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+import random
+import signal
+import threading
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from torch.optim import Optimizer
 
 from classicnets import __version__
 
 CHECKPOINT_KEY = "classicnets"
+NAN_POLICIES = ("stop", "skip")
+
+log = logging.getLogger(__name__)
 
 
 class ConfigInCheckpoint(Callback):
@@ -24,3 +36,149 @@ class ConfigInCheckpoint(Callback):
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         checkpoint[CHECKPOINT_KEY] = {"config": self.config, "version": __version__}
+
+
+class RngStates(Callback):
+    """Saves the random generators (torch, CUDA, numpy, Python) in checkpoints and restores them on resume.
+
+    Dropout and batch augmentation draw from the global torch generator, so without this a resumed run takes
+    different random decisions than the run it continues. They are restored when training starts, after the
+    sanity check, the last thing before the first resumed step. Tensors and plain values only: checkpoints
+    must load with `weights_only=True`.
+    """
+
+    def __init__(self) -> None:
+        self.loaded: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        _, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+        return {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": {
+                "keys": torch.from_numpy(keys.astype(np.int64)),
+                "position": int(position),
+                "has_gauss": int(has_gauss),
+                "cached_gaussian": float(cached_gaussian),
+            },
+            "python": random.getstate(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.loaded = state_dict
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.loaded is None:
+            return
+        state, self.loaded = self.loaded, None
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        numpy = state["numpy"]
+        keys = numpy["keys"].numpy().astype(np.uint32)
+        np.random.set_state(
+            ("MT19937", keys, numpy["position"], numpy["has_gauss"], numpy["cached_gaussian"])
+        )
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+
+
+class DivergedError(FloatingPointError):
+    """The training loss became NaN or infinite (a sweep records the job as `diverged`)."""
+
+
+class FiniteLoss(Callback):
+    """Stops the run at the first non-finite training loss (`policy="stop"`), or skips that update ("skip").
+
+    The loss is checked before the backward pass, so with "stop" the weights are those of the last finite
+    step and no checkpoint of a diverged model is written. Checking costs one device-to-host sync per step,
+    as AMP's gradient scaler does. "skip" drops the optimizer step (all gradients set to None, so Adam's
+    moments do not move either); with gradient accumulation that drops the whole accumulated batch.
+    """
+
+    def __init__(self, policy: str = "stop") -> None:
+        if policy not in NAN_POLICIES:
+            raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {policy!r}")
+        self.policy = policy
+        self.last_finite: tuple[int, torch.Tensor] | None = None
+        self.skip_update = False
+        self.skipped = 0
+
+    def on_before_backward(self, trainer: Trainer, pl_module: LightningModule, loss: torch.Tensor) -> None:
+        # all processes take the same decision, or the others would wait for a stopped one in all-reduce
+        if trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True):
+            self.last_finite = (trainer.global_step, loss.detach())
+            return
+        # the loss Lightning back-propagates is divided by the accumulation; report the one the task logged
+        scale = trainer.accumulate_grad_batches
+        last = (
+            f"the last finite loss was {float(self.last_finite[1]) * scale:.6g} at step {self.last_finite[0]}"
+            if self.last_finite is not None
+            else "no finite loss was seen in this run"
+        )
+        where = f"step {trainer.global_step} (epoch {trainer.current_epoch})"
+        if self.policy == "stop":
+            raise DivergedError(
+                f"the training loss became {float(loss.detach()) * scale} at {where}; {last}. The weights are left as "
+                "they were after the last finite step. Try a lower learning rate, gradient clipping "
+                "(regularization=[grad_clip]), or nan_policy=skip to skip such steps."
+            )
+        self.skip_update = True
+        self.skipped += 1
+        log.warning(
+            "non-finite loss %s at %s: update skipped (%d so far); %s",
+            float(loss.detach()),
+            where,
+            self.skipped,
+            last,
+        )
+
+    def on_before_optimizer_step(
+        self, trainer: Trainer, pl_module: LightningModule, optimizer: Optimizer
+    ) -> None:
+        if self.skip_update:
+            optimizer.zero_grad(set_to_none=True)  # optimizers step only parameters that have a gradient
+            self.skip_update = False
+
+
+class GracefulStop(Callback):
+    """SIGINT, SIGTERM or SIGUSR1 (SLURM's pre-emption warning): finish the step, save, and stop.
+
+    Lightning already handles SIGTERM this way: its handler sets `trainer.received_sigterm`, the loops raise
+    `SIGTERMException` at the next batch boundary and the callbacks' `on_exception` runs. SIGINT and SIGUSR1
+    are routed to that same handler (SIGUSR1 only when Lightning's SLURM auto-requeue does not own it), so a
+    Ctrl-C no longer breaks off in the middle of an optimizer step. A second Ctrl-C quits without saving.
+    Lightning restores the previous handlers when `fit` ends. The pipeline turns the exception into an exit
+    status `128 + signal`.
+    """
+
+    def __init__(self, checkpoint_path: str | Path) -> None:
+        self.checkpoint_path = Path(checkpoint_path)
+        self.received: signal.Signals | None = None
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        # installed after Lightning registered its own, so that its teardown puts back the user's handlers
+        signal.signal(signal.SIGINT, self._forward)
+        if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, signal.SIG_IGN, None):
+            signal.signal(signal.SIGUSR1, self._forward)
+
+    def _forward(self, signum: int, frame: Any) -> None:
+        if self.received == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # the second Ctrl-C
+        self.received = self.received or signal.Signals(signum)
+        log.warning(
+            "received %s: stopping after this step and saving %s%s",
+            signal.Signals(signum).name,
+            self.checkpoint_path,
+            " (Ctrl-C again to quit without saving)" if signum == signal.SIGINT else "",
+        )
+        lightning_handler = signal.getsignal(signal.SIGTERM)
+        if callable(lightning_handler):
+            lightning_handler(signum, frame)
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException):
+            self.received = self.received or signal.SIGTERM
+            trainer.save_checkpoint(self.checkpoint_path)

@@ -1,15 +1,24 @@
-"""Reading checkpoints safely: tensors and plain containers only, with errors that name the file."""
+"""Checkpoint files: written atomically, read safely (tensors and plain containers only), errors that name the file."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import pickle
+import site
+import sysconfig
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from classicnets.callbacks import CHECKPOINT_KEY
+
+# what the project's own configs instantiate; any other `_target_` in a checkpoint's saved config must be the
+# user's own code (a module in the working folder)
+TRUSTED_TARGETS = ("classicnets.", "torch.optim.", "lightning.pytorch.", "datetime.timedelta")
 
 
 class CheckpointError(ValueError):
@@ -17,7 +26,8 @@ class CheckpointError(ValueError):
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """`torch.load(weights_only=True)`: a checkpoint that carries code is refused, not run."""
+    """`torch.load(weights_only=True)`: a checkpoint that carries code is refused, not run; so is one whose saved
+    config would make rebuilding the run import and call something the user never chose."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -35,4 +45,73 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ) from error
     if not isinstance(checkpoint, dict) or CHECKPOINT_KEY not in checkpoint or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path} is not a classicnets training checkpoint (no saved run config in it)")
+    if untrusted := [t for t in _targets(checkpoint[CHECKPOINT_KEY].get("config")) if not _trusted(t)]:
+        raise CheckpointError(
+            f"refusing to use {path}: its saved config names {', '.join(sorted(set(untrusted)))} as `_target_`, "
+            "which is neither part of classicnets' configs nor a module in the working folder. Rebuilding the "
+            "run would import and call it. Run from the folder that holds your own module if it is yours."
+        )
     return checkpoint
+
+
+def _targets(config: Any) -> list[str]:
+    if isinstance(config, dict):
+        own = [config["_target_"]] if isinstance(config.get("_target_"), str) else []
+        return own + [target for value in config.values() for target in _targets(value)]
+    if isinstance(config, list):
+        return [target for value in config for target in _targets(value)]
+    return []
+
+
+def _trusted(target: str) -> bool:
+    if target.startswith(TRUSTED_TARGETS):
+        return True
+    spec = importlib.util.find_spec(target.split(".")[0])  # a top-level lookup imports nothing
+    if spec is None:
+        return False
+    # a module file, or the folders of a namespace package; built-in and frozen modules have neither
+    locations = [spec.origin] if spec.has_location else list(spec.submodule_search_locations or [])
+    here = Path.cwd().resolve()
+    libraries = [p for key, p in sysconfig.get_paths().items() if "lib" in key] + [site.getusersitepackages()]
+    installed = [Path(p).resolve() for p in libraries]
+    return bool(locations) and all(
+        Path(place).resolve().is_relative_to(here)
+        and not any(Path(place).resolve().is_relative_to(lib) for lib in installed)
+        for place in locations
+    )
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes every checkpoint so that a kill at any moment leaves either the old file or the new one, whole.
+
+    Lightning's own writer puts the bytes in a file of the system temp folder and `shutil.move`s it, which
+    across filesystems is a copy onto the final name, and never fsyncs. Here the temporary file sits next to
+    the target, is fsynced, then renamed over it (atomic on POSIX), and the folder is fsynced so the rename
+    survives a power cut. Remote URLs are left to Lightning.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        if "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        path = Path(path)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(temporary, "wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+        except OSError as error:
+            temporary.unlink(missing_ok=True)
+            raise OSError(
+                error.errno,
+                f"could not write checkpoint {path} ({error.strerror}); the previous one is intact",
+            ) from error
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)

@@ -14,10 +14,21 @@ from hydra.utils import instantiate
 from lightning.pytorch import LightningDataModule, Trainer, seed_everything
 from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from classicnets.callbacks import CHECKPOINT_KEY, ConfigInCheckpoint
+from classicnets.callbacks import (
+    CHECKPOINT_KEY,
+    ConfigInCheckpoint,
+    DivergedError,
+    FiniteLoss,
+    GracefulStop,
+    RngStates,
+)
 from classicnets.checkpoints import load_checkpoint
+from classicnets.output_dir import check_output_dir
+from classicnets.resume import checkpoint_to_resume, report_interrupted
+from classicnets.run_status import write_status
 from classicnets.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -59,13 +70,26 @@ def _trainer(cfg: DictConfig, extra_callbacks: list) -> Trainer:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, then test the best checkpoint; write `metrics.json` into the run directory and return the metrics."""
+    output_dir = Path(cfg.paths.output_dir)
     seed_everything(cfg.seed, workers=True)
+    ckpt_path = checkpoint_to_resume(cfg)
     datamodule, task = build(cfg)
+    check_output_dir(output_dir, sum(p.numel() * p.element_size() for p in task.parameters()))
     config = OmegaConf.to_container(cfg, resolve=True)
-    trainer = _trainer(cfg, [ConfigInCheckpoint(config)])
+    stop = GracefulStop(output_dir / "checkpoints" / "last.ckpt")
+    safety = [RngStates(), FiniteLoss(cfg.get("nan_policy", "stop")), stop]
+    trainer = _trainer(cfg, [ConfigInCheckpoint(config), *safety])
     _log_hyperparameters(trainer, config, datamodule, task)
 
-    trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    try:
+        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except DivergedError as error:
+        log.error("diverged: %s", error)
+        if trainer.is_global_zero:
+            write_status(output_dir, "diverged", reason=str(error))
+        return {}
+    except SIGTERMException:
+        raise SystemExit(report_interrupted(output_dir, stop.checkpoint_path, stop.received)) from None
     metrics = _finite(trainer.callback_metrics)
     if cfg.get("test", True):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 
 from classicnets.data.batches import TensorBatches, keep_batch, normalize, random_crop, random_hflip
 from classicnets.data.errors import CorruptDatasetError
+from classicnets.data.sampling import ResumableDataLoader
 
 
 class InMemoryImageDataModule(LightningDataModule):
@@ -94,7 +95,9 @@ class InMemoryImageDataModule(LightningDataModule):
         return images.contiguous(), labels.long()
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        return DataLoader(self.splits[split], batch_size=batch_size, shuffle=shuffle, collate_fn=keep_batch)
+        if shuffle:
+            return ResumableDataLoader(self.splits[split], batch_size, seed=self.seed, collate_fn=keep_batch)
+        return DataLoader(self.splits[split], batch_size=batch_size, collate_fn=keep_batch)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, shuffle=True)

@@ -54,6 +54,7 @@ class ClassificationTask(Task):
         self.test_metrics = _metrics(num_classes, "test/")
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)  # in checkpoints: a resumed run remembers its best epoch
         self.confusion = MulticlassConfusionMatrix(num_classes, validate_args=False)
         self.misclassified: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
@@ -70,10 +71,6 @@ class ClassificationTask(Task):
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
 
-    def on_train_start(self) -> None:
-        # the sanity check must not count as a best epoch
-        self.val_acc_best.reset()
-
     def validation_step(self, batch: tuple[Any, torch.Tensor], batch_idx: int) -> None:
         loss, logits, targets = self._step(batch)
         self.val_loss(loss, weight=len(targets))
@@ -83,9 +80,10 @@ class ClassificationTask(Task):
     def on_validation_epoch_end(self) -> None:
         metrics = self.val_metrics.compute()
         self.val_metrics.reset()
-        self.val_acc_best(metrics["val/acc"])
         self.log_dict(metrics, prog_bar=True)
-        self.log("val/acc_best", self.val_acc_best.compute())
+        if not self.trainer.sanity_checking:  # a few batches before training (or after a resume) are no epoch
+            self.val_acc_best(metrics["val/acc"])
+            self.log("val/acc_best", self.val_acc_best.compute())
 
     def test_step(self, batch: tuple[Any, torch.Tensor], batch_idx: int) -> None:
         loss, logits, targets = self._step(batch)

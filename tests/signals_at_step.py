@@ -1,0 +1,40 @@
+"""Callbacks that make a training run receive a real signal at a chosen step; `+callbacks.<name>._target_=…`.
+
+Sent at the start of a batch, after Lightning has saved any checkpoint due at the end of the previous one.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+
+class SignalAtStep(Callback):
+    """Sends `signum` (default SIGKILL: no handler, no cleanup) to this process when `global_step == step`."""
+
+    def __init__(self, step: int, signum: int = signal.SIGKILL) -> None:
+        self.step = step
+        self.signum = signum
+
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
+
+
+class NaNInputAtStep(Callback):
+    """Fills the inputs of the batch of `step` with NaN: one non-finite loss, then normal batches again."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.global_step == self.step:
+            batch[0].fill_(torch.nan)
