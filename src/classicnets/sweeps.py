@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, read_write
@@ -61,7 +62,9 @@ def run_job(cfg: DictConfig, train: Callable[[DictConfig], dict[str, float]]) ->
             metrics = train(cfg)
     except Exception as error:
         status = "diverged" if isinstance(error, FloatingPointError) else "failed"
-        record(output_dir, status, f"{type(error).__name__}: {error}", wall_time_s=time.monotonic() - start)
+        # "unknown activation 'swish'" says more than Hydra's "Error in call to target ..." around it
+        cause = error.__cause__ if isinstance(error, InstantiationException) and error.__cause__ else error
+        record(output_dir, status, f"{type(cause).__name__}: {cause}", wall_time_s=time.monotonic() - start)
         if not multirun:
             raise
         log.exception("job %s %s; the sweep goes on", output_dir, status)

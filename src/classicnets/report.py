@@ -1,0 +1,398 @@
+"""A sweep, compared: `python -m classicnets.report <sweep_dir>` (or `classicnets-report`).
+
+Reads every job's overrides (`.hydra/overrides.yaml`), final metrics (`metrics.json`), outcome (`status.json`)
+and validation curve (TensorBoard events, else the CSV logger's file), and writes into the sweep directory:
+`report.md` and `report.csv` (one row per job, sorted by the optimized metric) and PNG plots (the metric against
+each swept parameter, grouped by a second one, and all validation curves overlaid). A sweep still running, one
+with failed jobs, and a single run directory are reported alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import re
+import socket
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from classicnets.run_status import read_status
+
+REPORT_NAME = "report"
+# final metrics shown in the Markdown table next to the optimized one (the CSV has them all)
+SHOWN = ("val/{base}", "test/{base}", "val/loss", "test/loss")
+# overrides the report leaves out
+IGNORED = ("paths.", "hydra.")
+# metric names where lower is better
+LOWER_IS_BETTER = re.compile(r"loss|error|perplexity|wer|cer", re.IGNORECASE)
+
+
+@dataclass
+class Job:
+    """One run of the sweep, as found on disk."""
+
+    name: str
+    overrides: dict[str, str]
+    metrics: dict[str, float]
+    status: str
+    reason: str | None = None
+    wall_time_s: float | None = None
+    epochs: int | None = None
+    curve: list[float] = field(default_factory=list)
+
+    def label(self, params: Sequence[str]) -> str:
+        return ", ".join(f"{p.split('.')[-1]}={self.overrides.get(p, '-')}" for p in params) or self.name
+
+
+def find_jobs(root: Path) -> list[Path]:
+    """The run directories under `root` (a sweep), or `root` itself when it is one run."""
+    if (root / ".hydra").is_dir():
+        return [root]
+    found = {path.parent.parent for path in root.rglob(".hydra/overrides.yaml")}
+    return sorted(found, key=lambda p: [int(s) if s.isdigit() else s for s in re.split(r"(\d+)", str(p))])
+
+
+def read_job(path: Path, root: Path, curve_metric: str) -> Job:
+    overrides = _overrides(path / ".hydra" / "overrides.yaml")
+    metrics_file = path / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    scalars = read_scalars(path)
+    if not metrics:  # still running, or stopped early: what it has logged so far
+        metrics = {tag: values[-1] for tag, values in scalars.items() if tag.startswith(("val/", "test/"))}
+    recorded = read_status(path) or {}
+    status = recorded.get("status") or ("completed" if metrics_file.is_file() else "unknown")
+    if status == "running" and _stopped(recorded):
+        status = "killed"
+    wall_time = recorded.get("wall_time_s")
+    if wall_time is None and status == "running":
+        wall_time = time.time() - path.joinpath("status.json").stat().st_ctime
+    epochs = scalars.get("train/loss_epoch") or scalars.get(curve_metric) or []
+    return Job(
+        name=str(path.relative_to(root)) if path != root else path.name,
+        overrides=overrides,
+        metrics=metrics,
+        status=status,
+        reason=recorded.get("reason"),
+        wall_time_s=wall_time,
+        epochs=len(epochs) or None,
+        curve=scalars.get(curve_metric, []),
+    )
+
+
+def _overrides(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    pairs = (item.split("=", 1) for item in yaml.safe_load(path.read_text()) or [] if "=" in item)
+    # where the files are is no parameter of the experiment (and differs between machines)
+    return {key.lstrip("+~"): value for key, value in pairs if not key.lstrip("+~").startswith(IGNORED)}
+
+
+def _stopped(recorded: dict) -> bool:
+    """A `running` record of a process of this machine that no longer exists: killed without a word."""
+    if recorded.get("host") != socket.gethostname() or not recorded.get("pid"):
+        return False
+    try:
+        os.kill(int(recorded["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def read_scalars(run_dir: Path) -> dict[str, list[float]]:
+    """Every scalar a run logged, tag → values in step order (TensorBoard events, else the CSV logger)."""
+    events = sorted(run_dir.glob("tensorboard/**/events.out.tfevents.*"))
+    if events:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        scalars: dict[str, list[float]] = {}
+        for directory in sorted({e.parent for e in events}):
+            accumulator = EventAccumulator(str(directory), size_guidance={"scalars": 0, "images": 1})
+            accumulator.Reload()
+            for tag in accumulator.Tags()["scalars"]:
+                # 0.0 at step 0 is the placeholder that declares a metric to the HPARAMS tab, not a measurement
+                points = [e.value for e in accumulator.Scalars(tag) if e.step > 0 or e.value != 0.0]
+                scalars.setdefault(tag, []).extend(points)
+        return scalars
+    table = next(iter(sorted(run_dir.glob("csv/**/metrics.csv"))), None)
+    if table is None:
+        return {}
+    scalars = {}
+    with table.open() as file:
+        for row in csv.DictReader(file):
+            for tag, value in row.items():
+                if value not in ("", None) and tag not in ("epoch", "step"):
+                    scalars.setdefault(tag, []).append(float(value))
+    return scalars
+
+
+def swept_parameters(jobs: list[Job]) -> tuple[list[str], dict[str, str]]:
+    """Overrides that differ between jobs (the swept ones), and those every job shares."""
+    keys = list(dict.fromkeys(key for job in jobs for key in job.overrides))
+    if len(jobs) == 1:
+        return keys, {}
+    swept = [k for k in keys if len({job.overrides.get(k) for job in jobs}) > 1]
+    fixed = {k: jobs[0].overrides[k] for k in keys if k not in swept}
+    return swept, fixed
+
+
+def optimized_metric(paths: list[Path]) -> str:
+    """The `optimized_metric` of the runs' configs (what train.py returns to the sweeper)."""
+    for path in paths:
+        config = path / ".hydra" / "config.yaml"
+        if config.is_file():
+            value = (yaml.safe_load(config.read_text()) or {}).get("optimized_metric")
+            if value:
+                return value
+    return "val/loss"
+
+
+def _sort_key(value: str) -> tuple[int, float, str]:
+    try:
+        return (0, float(value), "")
+    except ValueError:
+        return (1, 0.0, value)
+
+
+def _format(value: object, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _mean(values: list[float]) -> float:
+    return statistics.fmean(values) if values else math.nan
+
+
+class Report:
+    """The table and plots of one sweep directory."""
+
+    def __init__(self, root: Path, metric: str | None = None) -> None:
+        self.root = root
+        paths = find_jobs(root)
+        if not paths:
+            raise FileNotFoundError(
+                f"no runs under {root}: expected run directories with .hydra/overrides.yaml "
+                "(a sweep's directory, e.g. logs/multiruns/<date>, or one run's directory)"
+            )
+        self.metric = metric or optimized_metric(paths)
+        self.higher_is_better = not LOWER_IS_BETTER.search(self.metric)
+        base = self.metric.removesuffix("_best")
+        self.curve_metric = base if base.startswith("val/") else "val/loss"
+        self.jobs = [read_job(path, root, self.curve_metric) for path in paths]
+        self.params, self.fixed = swept_parameters(self.jobs)
+        self.jobs.sort(key=self._rank)
+        name = base.split("/")[-1]
+        candidates = [self.metric, *(column.format(base=name) for column in SHOWN)]
+        self.shown = [m for m in dict.fromkeys(candidates) if any(m in job.metrics for job in self.jobs)]
+        self.all_metrics = sorted(
+            {m for job in self.jobs for m in job.metrics if m.startswith(("val/", "test/"))}
+        )
+
+    def _rank(self, job: Job) -> tuple[bool, float]:
+        value = job.metrics.get(self.metric)
+        if value is None:
+            return (True, 0.0)
+        return (False, -value if self.higher_is_better else value)
+
+    def values(self, param: str) -> list[str]:
+        return sorted({job.overrides[param] for job in self.jobs if param in job.overrides}, key=_sort_key)
+
+    def write(self, output: Path | None = None) -> list[Path]:
+        """Write report.md, report.csv and the plots; return their paths."""
+        output = output or self.root
+        output.mkdir(parents=True, exist_ok=True)
+        plots = self.plot(output)
+        written = [self.write_csv(output / f"{REPORT_NAME}.csv"), *plots]
+        written.insert(0, self.write_markdown(output / f"{REPORT_NAME}.md", plots))
+        return written
+
+    def write_csv(self, path: Path) -> Path:
+        with path.open("w", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(
+                ["job", *self.params, *self.all_metrics, "epochs", "wall_time_s", "status", "reason"]
+            )
+            for job in self.jobs:
+                writer.writerow(
+                    [
+                        job.name,
+                        *(job.overrides.get(p, "") for p in self.params),
+                        *(_format(job.metrics.get(m), 6) for m in self.all_metrics),
+                        job.epochs or "",
+                        _format(job.wall_time_s, 1),
+                        job.status,
+                        job.reason or "",
+                    ]
+                )
+        return path
+
+    def write_markdown(self, path: Path, plots: list[Path]) -> Path:
+        counts = {
+            status: sum(j.status == status for j in self.jobs) for status in {j.status for j in self.jobs}
+        }
+        better = "higher" if self.higher_is_better else "lower"
+        lines = [
+            f"# Sweep report: {self.root.name}",
+            "",
+            f"{len(self.jobs)} runs ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}), "
+            f"sorted by `{self.metric}` ({better} is better).",
+            "",
+        ]
+        if self.fixed:
+            lines += ["Shared by every run: " + " ".join(f"`{k}={v}`" for k, v in self.fixed.items()), ""]
+        header = ["rank", "job", *self.params, *self.shown, "epochs", "wall time (s)", "status"]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for rank, job in enumerate(self.jobs, 1):
+            cells = [
+                str(rank),
+                job.name,
+                *(job.overrides.get(p, "") for p in self.params),
+                *(_format(job.metrics.get(m)) for m in self.shown),
+                str(job.epochs or ""),
+                _format(job.wall_time_s, 0),
+                job.status,
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += self._effects()
+        problems = [job for job in self.jobs if job.status != "completed"]
+        if problems:
+            lines += ["", "## Runs that did not complete", "", *(self._problem(job) for job in problems)]
+        if plots:
+            lines += ["", "## Plots", ""]
+            lines += [f"![{plot.stem}]({plot.name})" for plot in plots]
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def _problem(self, job: Job) -> str:
+        reason = f": {' '.join(job.reason.split())}" if job.reason else ""
+        return f"- `{job.name}` ({job.label(self.params)}): **{job.status}**{reason}"
+
+    def _effects(self) -> list[str]:
+        """Mean of the metric for each value of each swept parameter, averaged over the other parameters."""
+        if len(self.jobs) < 2 or not self.params:
+            return []
+        lines = ["", f"## Mean `{self.metric}` per parameter value", ""]
+        lines += ["| parameter | value | mean | runs |", "|---|---|---|---|"]
+        for param in self.params:
+            for value in self.values(param):
+                scores = self._scores(param, value)
+                lines.append(f"| {param} | {value} | {_format(_mean(scores))} | {len(scores)} |")
+        return lines
+
+    def _scores(
+        self, param: str, value: str, other: str | None = None, other_value: str | None = None
+    ) -> list[float]:
+        return [
+            job.metrics[self.metric]
+            for job in self.jobs
+            if job.overrides.get(param) == value
+            and (other is None or job.overrides.get(other) == other_value)
+            and self.metric in job.metrics
+        ]
+
+    def plot(self, output: Path) -> list[Path]:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
+
+        plots = []
+        slug = self.metric.replace("/", "_")
+        # one run has nothing to compare: its parameters are in the table, its curve below
+        for param in self.params if len(self.jobs) > 1 else []:
+            others = [p for p in self.params if p != param]
+            group = others[0] if others else None
+            figure, axes = plt.subplots(figsize=(7, 4.5))
+            values = self.values(param)
+            groups = self.values(group) if group else [None]
+            width = 0.8 / len(groups)
+            for g, group_value in enumerate(groups):
+                label = group_value  # once per group, on its first bar
+                for v, value in enumerate(values):
+                    scores = self._scores(param, value, group, group_value)
+                    if not scores:
+                        continue
+                    x = v - 0.4 + width * (g + 0.5)
+                    axes.bar(x, _mean(scores), width, color=f"C{g % 10}", alpha=0.75, label=label)
+                    label = None
+                    axes.scatter([x] * len(scores), scores, color="black", s=8, zorder=3)
+            axes.set_xticks(range(len(values)), values)
+            axes.set_xlabel(param)
+            axes.set_ylabel(self.metric)
+            rest = f", mean over {', '.join(others[1:])}" if len(others) > 1 else ""
+            axes.set_title(
+                f"{self.metric} by {param}" + (f" and {group}{rest}" if group else ""), fontsize=10
+            )
+            self._zoom(axes)
+            if group:
+                axes.legend(fontsize=8, title=group, title_fontsize=8)
+            plots.append(self._save(figure, output / f"{slug}_by_{param}.png"))
+        curves = [job for job in self.jobs if job.curve]
+        if curves:
+            figure, axes = plt.subplots(figsize=(11 if len(curves) > 8 else 8, 5))
+            for job in curves:
+                label = job.label(self.params) if len(self.jobs) > 1 else job.name
+                axes.plot(range(1, len(job.curve) + 1), job.curve, marker=".", label=label)
+            axes.set_xlabel("validation (epoch)")
+            axes.set_ylabel(self.curve_metric)
+            axes.set_title(f"{self.curve_metric} of every run", fontsize=10)
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if len(curves) <= 8:
+                axes.legend(fontsize=7)
+            else:  # beside the plot: over it, two dozen entries would hide the curves
+                axes.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+            plots.append(self._save(figure, output / "val_curves.png"))
+        return plots
+
+    def _zoom(self, axes) -> None:
+        # bars from zero hide differences of a few points of accuracy: start the axis near the lowest run
+        scores = [job.metrics[self.metric] for job in self.jobs if self.metric in job.metrics]
+        if scores:
+            low, high = min(scores), max(scores)
+            margin = max((high - low) * 0.15, 1e-3)
+            axes.set_ylim(max(low - margin, 0.0) if low >= 0 else low - margin, high + margin)
+
+    @staticmethod
+    def _save(figure, path: Path) -> Path:
+        figure.savefig(path, dpi=110, bbox_inches="tight")
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
+        return path
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="classicnets-report", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "sweep_dir", type=Path, help="a sweep directory (logs/multiruns/...) or one run directory"
+    )
+    parser.add_argument(
+        "--metric", help="the metric to sort and plot by (default: the runs' optimized_metric)"
+    )
+    parser.add_argument("--output", type=Path, help="where to write the report (default: sweep_dir)")
+    args = parser.parse_args(argv)
+    if not args.sweep_dir.is_dir():
+        parser.error(f"{args.sweep_dir} is not a directory")
+    try:
+        report = Report(args.sweep_dir.resolve(), args.metric)
+    except FileNotFoundError as error:
+        parser.error(str(error))
+    for path in report.write(args.output):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()
