@@ -37,9 +37,15 @@ log = logging.getLogger(__name__)
 SCHEDULER_SETTINGS = ("interval", "monitor")
 
 
-def build(cfg: DictConfig) -> tuple[LightningDataModule, Task]:
-    """Instantiate the data module, then the model with the sizes the data decides, then the task around it."""
+def build(cfg: DictConfig, checkpoint: dict[str, Any] | None = None) -> tuple[LightningDataModule, Task]:
+    """Instantiate the data module, then the model with the sizes the data decides, then the task around it.
+
+    A checkpoint's data state (class names, vocabulary) is restored before `setup`, so that the data are encoded
+    and the model sized as in the run that wrote it.
+    """
     datamodule = instantiate(cfg.data)
+    if checkpoint is not None and (state := checkpoint.get(type(datamodule).__qualname__)) is not None:
+        datamodule.load_state_dict(state)
     if int(os.environ.get("LOCAL_RANK", 0)) == 0:  # other DDP ranks start after rank 0 has the files
         datamodule.prepare_data()
     datamodule.setup("fit")
@@ -109,10 +115,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if "data_dir" in run.data:
         run.data.data_dir = cfg.paths.data_dir
     run.data = OmegaConf.merge(run.data, cfg.get("data") or {})
-    datamodule, task = build(run)
-    datamodule_state = checkpoint.get(type(datamodule).__qualname__)
-    if datamodule_state is not None:
-        datamodule.load_state_dict(datamodule_state)
+    datamodule, task = build(run, checkpoint)
     task.load_state_dict(checkpoint["state_dict"])
     trainer = _trainer(cfg, [])
     trainer.test(task, datamodule=datamodule)

@@ -58,7 +58,12 @@ class InMemoryImageDataModule(LightningDataModule):
     @property
     def sizes(self) -> dict[str, Any]:
         """The sizes the model is built for; the pipeline passes them on as `${sizes.*}`."""
-        return {"num_classes": len(self.classes), "channels": self.channels, "image_size": self.image_size}
+        return {
+            "num_classes": len(self.classes),
+            "channels": self.channels,
+            "image_size": self.image_size,
+            "vocab_size": None,  # sequence models read images row by row: no vocabulary
+        }
 
     @abstractmethod
     def load_split(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
