@@ -6,32 +6,30 @@ from pathlib import Path
 
 import torch
 import torchvision
-from lightning.pytorch.utilities import rank_zero_warn
 
 from classicnets.data.download import download_or_explain
 from classicnets.data.errors import DatasetNotFoundError
+from classicnets.data.fallback import SAMPLES_DIR, SampleFallback
 from classicnets.data.idx import read_idx
 from classicnets.data.vision import InMemoryImageDataModule
 
-SAMPLES_DIR = Path(__file__).parent / "samples"
-SOURCES = ("auto", "full", "sample")
 
-
-class IDXDataModule(InMemoryImageDataModule):
+class IDXDataModule(SampleFallback, InMemoryImageDataModule):
     """A 28×28 grey dataset in IDX files; `source=auto` falls back to a shipped sample when there is one."""
 
     folder: str
     torchvision_dataset: type[torchvision.datasets.MNIST]
-    sample_dir: Path | None = None
+    sample_description = "a few thousand real images"
     channels = 1
     image_size = 28
 
     def __init__(self, *args, source: str = "auto", **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if source not in SOURCES or (source == "sample" and self.sample_dir is None):
-            valid = SOURCES if self.sample_dir else ("auto", "full")
-            raise ValueError(f"{type(self).__name__}: source must be one of {valid}, got {source!r}")
-        self.source = source
+        self.init_source(source)
+
+    @property
+    def dataset_name(self) -> str:
+        return self.folder
 
     @property
     def raw_dir(self) -> Path:
@@ -46,34 +44,24 @@ class IDXDataModule(InMemoryImageDataModule):
     def _find(cls, directory: Path, name: str) -> Path | None:
         return next((p for p in (directory / name, directory / f"{name}.gz") if p.is_file()), None)
 
-    def _has_full(self) -> bool:
+    @property
+    def full_location(self) -> Path:
+        return self.raw_dir
+
+    def has_full(self) -> bool:
         names = self._split_files(True) + self._split_files(False)
         return all(self._find(self.raw_dir, name) for name in names)
 
-    def prepare_data(self) -> None:
-        if self.source == "sample" or self._has_full():
-            return
-        try:
-            download_or_explain(
-                lambda: self.torchvision_dataset(str(self.data_dir), download=True),
-                self.folder,
-                self.raw_dir,
-                self._split_files(True) + self._split_files(False),
-            )
-        except DatasetNotFoundError as error:
-            if self.source == "full" or self.sample_dir is None:
-                raise
-            rank_zero_warn(f"{error}\n\n*** Falling back to the small sample shipped with classicnets. ***")
+    def download_full(self) -> None:
+        download_or_explain(
+            lambda: self.torchvision_dataset(str(self.data_dir), download=True),
+            self.folder,
+            self.raw_dir,
+            self._split_files(True) + self._split_files(False),
+        )
 
     def setup(self, stage: str | None = None) -> None:
-        if self.source == "sample" or (self.source == "auto" and not self._has_full() and self.sample_dir):
-            if self.source == "auto":
-                rank_zero_warn(
-                    f"*** {self.folder} not found in {self.raw_dir}: training on the SAMPLE shipped with "
-                    f"classicnets (a few thousand real images), not the full dataset. Results are not "
-                    f"comparable to published ones. Pass data.source=full to forbid this fallback. ***"
-                )
-            self.source_used = "sample"
+        self.resolve_source()
         super().setup(stage)
 
     def load_split(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
