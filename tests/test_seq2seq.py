@@ -18,7 +18,7 @@ from classicnets.data.text.dates import generate_dates, ordinal_suffix, ordinal_
 from classicnets.data.text.parallel import read_pairs
 from classicnets.models import Seq2Seq
 from classicnets.models.attention import ATTENTIONS
-from classicnets.predict_seq2seq import translate
+from classicnets.predict_seq2seq import plot_attention, translate
 from tests.conftest import FAST, run_script
 
 ATTENTION_KINDS = [kind for kind in ATTENTIONS if kind != "none"]
@@ -228,6 +228,27 @@ def test_dates_are_deterministic_distinct_and_correct() -> None:
     assert not splits["train"] & splits["test"] and not splits["train"] & splits["val"]
 
 
+def test_model_seq2seq_brings_its_task_and_checkpoint_metric(make_config) -> None:
+    cfg = make_config("model=seq2seq")
+    assert cfg.task._target_ == "classicnets.tasks.Seq2SeqTask"
+    assert cfg.data._target_ == "classicnets.data.DatesDataModule"
+    assert (cfg.callbacks.model_checkpoint.monitor, cfg.callbacks.model_checkpoint.mode) == (
+        "val/exact_match",
+        "max",
+    )
+    assert cfg.optimized_metric == "val/exact_match_best"
+    assert make_config("model=seq2seq", "data=parallel_text").data._target_.endswith("ParallelTextDataModule")
+    assert make_config().callbacks.model_checkpoint.monitor == "val/acc"
+
+
+@pytest.mark.parametrize("name", ["bahdanau", "luong", "none"])
+def test_experiments_differ_only_in_attention(make_config, name: str) -> None:
+    cfg, base = make_config(f"experiment=seq2seq_{name}"), make_config("experiment=seq2seq_dates")
+    assert cfg.model.attention == {"luong": "luong_general"}.get(name, name)
+    cfg.model.attention = base.model.attention
+    assert cfg == base
+
+
 @pytest.mark.slow
 def test_train_eval_translate_round_trip(tmp_path: Path) -> None:
     """`model=seq2seq data=parallel_text` trains, `eval.py` re-tests the checkpoint, `translate` predicts."""
@@ -268,6 +289,8 @@ def test_train_eval_translate_round_trip(tmp_path: Path) -> None:
     for text, score in outputs:
         assert isinstance(text, str) and score <= 0.0
         assert set(text.split()) <= set("abcdefghijklmnop")
+    plot_attention(best, ["a g l", "f k"], tmp_path / "attention.png")
+    assert (tmp_path / "attention.png").read_bytes().startswith(b"\x89PNG")
 
     events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0, "tensors": 0})
     events.Reload()

@@ -17,6 +17,9 @@ from torch import nn
 from classicnets.callbacks import CHECKPOINT_KEY
 from classicnets.checkpoints import CheckpointError, load_checkpoint
 from classicnets.data.text.parallel import PairTokenizer, pad_sequences
+from classicnets.data.text.vocab import EOS_INDEX
+from classicnets.models.seq2seq import Generation
+from classicnets.tasks.visuals import attention_figure
 
 BATCH_SIZE = 256
 
@@ -44,23 +47,47 @@ def load_translator(checkpoint_path: str | Path) -> tuple[nn.Module, PairTokeniz
     return net.eval(), PairTokenizer.from_state_dict(data_state)
 
 
+def _encode(tokenizer: PairTokenizer, sources: Sequence[str]) -> list[list[int]]:
+    encoded = [tokenizer.encode_source(text) for text in sources]
+    empty = [repr(text) for text, ids in zip(sources, encoded, strict=True) if not ids]
+    if empty:
+        raise ValueError(f"nothing to translate in {', '.join(empty)}: every source needs at least one token")
+    return encoded
+
+
+def _generate(net: nn.Module, encoded: Sequence[list[int]], beam_width: int) -> Generation:
+    lengths = torch.tensor([len(ids) for ids in encoded])
+    return net.generate(pad_sequences(encoded), lengths, beam_width=beam_width)
+
+
 def translate(
     checkpoint_path: str | Path, sources: Sequence[str], beam_width: int = 1
 ) -> list[tuple[str, float]]:
     """Each source text → (output text, its log-probability under the model), decoded greedily or by beam
     search."""
     net, tokenizer = load_translator(checkpoint_path)
-    encoded = [tokenizer.encode_source(text) for text in sources]
-    empty = [repr(text) for text, ids in zip(sources, encoded, strict=True) if not ids]
-    if empty:
-        raise ValueError(f"nothing to translate in {', '.join(empty)}: every source needs at least one token")
+    encoded = _encode(tokenizer, sources)
     results = []
     for start in range(0, len(encoded), BATCH_SIZE):
-        chunk = encoded[start : start + BATCH_SIZE]
-        lengths = torch.tensor([len(ids) for ids in chunk])
-        generation = net.generate(pad_sequences(chunk), lengths, beam_width=beam_width)
+        generation = _generate(net, encoded[start : start + BATCH_SIZE], beam_width)
         results += [
             (tokenizer.decode_target(tokens), float(score))
             for tokens, score in zip(generation.tokens.tolist(), generation.scores, strict=True)
         ]
     return results
+
+
+def plot_attention(checkpoint_path: str | Path, sources: Sequence[str], path: str | Path) -> None:
+    """Save one image with a heatmap per source: input tokens × the greedily generated output tokens."""
+    net, tokenizer = load_translator(checkpoint_path)
+    encoded = _encode(tokenizer, sources)
+    generation = _generate(net, encoded, beam_width=1)
+    if generation.attention is None:
+        raise ValueError(f"{checkpoint_path}: the model has no attention (model.attention=none)")
+    source_tokens, target_tokens = tokenizer.source_vocab.tokens, tokenizer.target_vocab.tokens
+    examples = []
+    for ids, tokens, weights in zip(encoded, generation.tokens.tolist(), generation.attention, strict=True):
+        output = tokens[: tokens.index(EOS_INDEX) + 1] if EOS_INDEX in tokens else tokens
+        labels = [source_tokens[i] for i in ids], [target_tokens[i] for i in output]
+        examples.append((*labels, weights[: len(output), : len(ids)]))
+    attention_figure(examples).savefig(path, dpi=120)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -98,10 +99,10 @@ class Memory:
     mask: torch.Tensor
 
     def repeat(self, times: int) -> Memory:
-        def repeat(t: torch.Tensor | None) -> torch.Tensor | None:
+        def repeated(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.repeat_interleave(times, dim=0)
 
-        return Memory(repeat(self.outputs), repeat(self.keys), repeat(self.mask))
+        return Memory(repeated(self.outputs), repeated(self.keys), repeated(self.mask))
 
 
 class Decoder(nn.Module):
@@ -121,9 +122,8 @@ class Decoder(nn.Module):
         self.hidden_size = hidden_size
         # the encoder outputs have the decoder's width (see Seq2Seq), so every attention kind fits
         self.attention = make_attention(attention, hidden_size, hidden_size)
-        extra_input = {"none": 0, "bahdanau": hidden_size}.get(
-            attention, hidden_size
-        )  # context or input feeding
+        # the RNN also reads Bahdanau's context or Luong's previous attentional vector
+        extra_input = 0 if self.attention is None else hidden_size
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_index)
         self.dropout = nn.Dropout(dropout)
         self.rnn = _make_rnn(cell, embedding_dim + extra_input, hidden_size, num_layers, dropout)
@@ -288,7 +288,7 @@ class Seq2Seq(nn.Module):
             scores, flat = (scores.view(rows, 1) + log_probs).view(batch, width * vocab).topk(width, dim=1)
             parents = (flat // vocab + offsets).view(-1)
             tokens = (flat % vocab).view(-1)
-            state = _map_state(state, lambda s: s.index_select(1, parents))  # noqa: B023
+            state = _map_state(state, partial(torch.index_select, dim=1, index=parents))
             feed = feed[parents]
             history = torch.cat([history[parents], tokens.unsqueeze(1)], dim=1)
             if weights is not None:

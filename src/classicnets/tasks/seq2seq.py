@@ -10,18 +10,17 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.text import BLEUScore
 
+from classicnets.data.text.vocab import EOS_INDEX, PAD_INDEX
 from classicnets.tasks.base import OptimizerFactory, SchedulerFactory, Task
 
-PAD_INDEX, EOS_INDEX = 0, 3  # as classicnets.data.text.vocab assigns them
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def _until_end(ids: torch.Tensor, include_end: bool = False) -> list[int]:
-    """A padded row of ids → the tokens before the first end token (or up to and including it)."""
+    """A row of ids → the tokens before the first end token (or up to and including it); a row without one
+    was cut by the length limit and is kept whole."""
     tokens = ids.tolist()
-    if EOS_INDEX in tokens:
-        return tokens[: tokens.index(EOS_INDEX) + include_end]
-    return [t for t in tokens if t != PAD_INDEX]
+    return tokens[: tokens.index(EOS_INDEX) + include_end] if EOS_INDEX in tokens else tokens
 
 
 class SequenceMetrics(nn.Module):

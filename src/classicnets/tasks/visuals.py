@@ -87,7 +87,7 @@ def attention_figure(examples: Sequence[tuple[Sequence[str], Sequence[str], torc
     figure, axes = plt.subplots(1, len(examples), figsize=(sum(widths), height), squeeze=False)
     for ax, (source, output, weights) in zip(axes[0], examples, strict=True):
         ax.imshow(weights.numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
-        ax.set_xticks(range(len(source)), [repr(t)[1:-1] if t.isspace() else t for t in source], fontsize=7)
+        ax.set_xticks(range(len(source)), ["␣" if t.isspace() else t for t in source], fontsize=7)
         ax.set_yticks(range(len(output)), output, fontsize=7)
         ax.set_xlabel("input")
         ax.set_ylabel("output")
