@@ -275,6 +275,25 @@ def test_nan_policy_skip_drops_the_update_and_trains_on(make_config, tmp_path: P
     assert _last(tmp_path)["global_step"] == 8 and all(torch.isfinite(t).all() for t in weights.values())
 
 
+@pytest.mark.slow
+def test_a_sweep_goes_on_past_a_diverged_job(tmp_path: Path) -> None:
+    poison = "+callbacks.poison._target_=tests.signals_at_step.NaNInputAtStep"
+    sweep = _start(
+        "-m",
+        *TINY,
+        "trainer.max_epochs=1",
+        poison,
+        "+callbacks.poison.step=1,99",
+        f"hydra.sweep.dir={tmp_path}",
+    )
+    code, output = _finish(sweep)
+    assert code == 0, output[-3000:]
+    assert read_status(tmp_path / "0")["status"] == "diverged"
+    assert (
+        read_status(tmp_path / "1")["status"] == "completed" and (tmp_path / "1" / "metrics.json").is_file()
+    )
+
+
 # ---------------------------------------------------------------- 8. bad data
 
 

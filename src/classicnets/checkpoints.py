@@ -17,7 +17,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from classicnets.callbacks import CHECKPOINT_KEY
 
 # what the project's own configs instantiate; any other `_target_` in a checkpoint's saved config must be the
-# user's own code (a module in the working folder)
+# user's own code: importable, but neither built into Python nor from its standard library or installed packages
 TRUSTED_TARGETS = ("classicnets.", "torch.optim.", "lightning.pytorch.", "datetime.timedelta")
 
 
@@ -48,8 +48,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if untrusted := [t for t in _targets(checkpoint[CHECKPOINT_KEY].get("config")) if not _trusted(t)]:
         raise CheckpointError(
             f"refusing to use {path}: its saved config names {', '.join(sorted(set(untrusted)))} as `_target_`, "
-            "which is neither part of classicnets' configs nor a module in the working folder. Rebuilding the "
-            "run would import and call it. Run from the folder that holds your own module if it is yours."
+            "which is neither part of classicnets' configs nor a module of your own (one importable from outside "
+            "the standard library and the installed packages). Rebuilding the run would import and call it."
         )
     return checkpoint
 
@@ -71,13 +71,10 @@ def _trusted(target: str) -> bool:
         return False
     # a module file, or the folders of a namespace package; built-in and frozen modules have neither
     locations = [spec.origin] if spec.has_location else list(spec.submodule_search_locations or [])
-    here = Path.cwd().resolve()
     libraries = [p for key, p in sysconfig.get_paths().items() if "lib" in key] + [site.getusersitepackages()]
     installed = [Path(p).resolve() for p in libraries]
-    return bool(locations) and all(
-        Path(place).resolve().is_relative_to(here)
-        and not any(Path(place).resolve().is_relative_to(lib) for lib in installed)
-        for place in locations
+    return bool(locations) and not any(
+        Path(place).resolve().is_relative_to(library) for place in locations for library in installed
     )
 
 
