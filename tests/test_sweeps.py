@@ -155,7 +155,7 @@ def test_sweep_records_failures_reports_and_rerun_skips_finished_jobs(tmp_path: 
             assert image.format == "PNG" and image.size[0] > 300
 
     finished = {job: (sweep / job / "status.json").stat().st_mtime_ns for job in "01"}
-    again = run_script("train.py", *command)
+    again = run_script("train.py", *command, "resume=auto")  # how a sweep is resumed (docs/sweeps.md)
     assert again.returncode == 0, again.stderr[-3000:]
     assert (again.stdout + again.stderr).count("finished run: skipped") == 2
     assert {job: (sweep / job / "status.json").stat().st_mtime_ns for job in "01"} == finished

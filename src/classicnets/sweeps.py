@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 # a re-run of the sweep does not repeat these: `diverged` would diverge again with the same seed
 FINISHED = ("completed", "diverged")
 GPU_COUNT_VARIABLE = "CLASSICNETS_NUM_GPUS"
+# overrides that say how a job runs, not what it runs: a re-run may add or change them and still skip
+HOW_NOT_WHAT = ("resume=", "launcher=")
 
 
 def run_job(cfg: DictConfig, train: Callable[[DictConfig], dict[str, float]]) -> dict[str, float] | None:
@@ -80,7 +82,7 @@ def is_finished(output_dir: Path, overrides: list[str]) -> bool:
     status = read_status(output_dir)
     if status is None:
         return False
-    if status.get("overrides") != overrides:
+    if _what(status.get("overrides") or []) != _what(overrides):
         log.warning(
             "%s holds a run of other overrides (%s): it is run again with %s",
             output_dir,
@@ -89,6 +91,10 @@ def is_finished(output_dir: Path, overrides: list[str]) -> bool:
         )
         return False
     return status["status"] in FINISHED
+
+
+def _what(overrides: list[str]) -> list[str]:
+    return [override for override in overrides if not override.startswith(HOW_NOT_WHAT)]
 
 
 def _read_metrics(output_dir: Path) -> dict[str, float]:

@@ -99,12 +99,14 @@ class ClassificationTask(Task):
     def on_test_epoch_end(self) -> None:
         self.log_dict(self.test_metrics.compute())
         self.test_metrics.reset()
+        # under DDP the compute is collective: every rank takes part, rank 0 draws
+        confusion = self.confusion.compute().cpu()
         writer = self.tensorboard
         if writer is not None and self.trainer.is_global_zero:
             from classicnets.tasks.visuals import log_confusion_matrix, log_examples
 
             class_names = self._class_names()
-            log_confusion_matrix(writer, self.confusion.compute().cpu(), class_names, self.global_step)
+            log_confusion_matrix(writer, confusion, class_names, self.global_step)
             log_examples(writer, self.misclassified, class_names, self.global_step, self.trainer.datamodule)
         self.confusion.reset()
 
