@@ -13,7 +13,9 @@ user_code_importable()
 def main(cfg: DictConfig) -> None:
     from classicnets.predict import predict
 
-    output = predict(cfg.ckpt_path, cfg.input, cfg.output, batch_size=cfg.batch_size, device=cfg.device)
+    output = predict(
+        cfg.ckpt_path, cfg.input, cfg.output, cfg.batch_size, device=cfg.device, beam_width=cfg.beam_width
+    )
     print(f"predictions written to {output}")
 
 

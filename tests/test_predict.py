@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from classicnets.checkpoints import CheckpointError
+from classicnets.pipeline import train
 from classicnets.predict import COLUMNS, PredictError, predict
 from tests.conftest import make_image_folder, run_script
 
@@ -122,7 +123,9 @@ def test_unreadable_input_is_named_and_earlier_rows_kept(
         dark.save(inputs / f"{name}.png")
     (inputs / "bb.png").write_bytes(b"\x89PNG broken")  # sorted between b.png and c.png
     output = tmp_path / "partial.csv"
-    with pytest.raises(PredictError, match=r"(?s)bb\.png is not an image.*The 2 predictions before it are in"):
+    with pytest.raises(
+        PredictError, match=r"(?s)bb\.png is not an image.*The 2 predictions before it are in"
+    ):
         predict(project / "run" / "checkpoints" / "last.ckpt", inputs, output, batch_size=3)
     assert [Path(row["input"]).name for row in _rows(output)] == ["a.png", "b.png"]
 
@@ -137,3 +140,30 @@ def test_bad_arguments(project: Path, monkeypatch: pytest.MonkeyPatch, tmp_path:
         predict(checkpoint, tmp_path / "empty", tmp_path / "out.csv")
     with pytest.raises(CheckpointError, match="does not exist"):
         predict(tmp_path / "nothing.ckpt", tmp_path / "empty", tmp_path / "out.csv")
+
+
+def test_predict_seq2seq_one_row_per_line(make_config, tmp_path: Path) -> None:
+    cfg = make_config(
+        "model=seq2seq",
+        "data.num_train=64",
+        "data.num_val=16",
+        "data.num_test=16",
+        "data.batch_size=16",
+        "model.embedding_dim=8",
+        "model.hidden_size=16",
+        "trainer.max_epochs=1",
+        "logger=csv",
+    )
+    train(cfg)
+    checkpoint = tmp_path / "checkpoints" / "last.ckpt"
+    sources = tmp_path / "dates.txt"
+    sources.write_text("March 3, 2001\n12/25/1999\nsaturday 1 june 1985\n")
+    for beam_width in (1, 3):
+        predicted = _rows(
+            predict(checkpoint, sources, tmp_path / f"iso{beam_width}.csv", beam_width=beam_width)
+        )
+        assert [row["input"] for row in predicted] == sources.read_text().splitlines()
+        assert all(0.0 <= float(row["probability"]) <= 1.0 for row in predicted)
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(PredictError, match="is a folder: a text checkpoint reads a text file"):
+        predict(checkpoint, tmp_path / "folder", tmp_path / "out.csv")

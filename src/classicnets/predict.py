@@ -17,12 +17,15 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
+from torch.nn.utils.rnn import pad_sequence
 from tqdm import tqdm
 
 from classicnets.callbacks import CHECKPOINT_KEY
 from classicnets.checkpoints import CheckpointError, load_checkpoint
 from classicnets.data.batches import normalize
 from classicnets.data.image_folder import image_files, read_image
+from classicnets.data.text.parallel import PairTokenizer, pad_sequences
+from classicnets.data.text.vocab import PAD_INDEX, UNK_INDEX, Vocabulary, tokenize
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +75,69 @@ class ImageClassifier:
         return [(self.classes[i], p) for i, p in zip(index.tolist(), probability.tolist(), strict=True)]
 
 
-def predictor_for(checkpoint: dict[str, Any], device: torch.device) -> Predictor:
+def text_lines(path: Path) -> list[str]:
+    """One input a line, every line (blank ones too), so row N of the CSV is line N of the file."""
+    if path.is_dir():
+        raise PredictError(f"{path} is a folder: a text checkpoint reads a text file with one input a line")
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise PredictError(
+            f"{path} is not UTF-8 text ({error}): pass a text file with one input a line"
+        ) from error
+
+
+class TextClassifier:
+    """Lines of text → top-1 class name and its probability, tokenized with the run's saved vocabulary."""
+
+    def __init__(self, net: nn.Module, state: dict[str, Any], device: torch.device) -> None:
+        self.net, self.device = net, device
+        self.classes = list(state["classes"])
+        self.vocab = Vocabulary.from_state_dict(state["vocabulary"])
+        self.tokenizer, self.lowercase, self.max_length = (
+            state["tokenizer"],
+            state["lowercase"],
+            state["max_length"],
+        )
+
+    def inputs(self, path: Path) -> list[str]:
+        return text_lines(path)
+
+    def prepare(self, item: str) -> torch.Tensor:
+        tokens = tokenize(item, self.tokenizer, self.lowercase)[: self.max_length]
+        return torch.tensor(self.vocab.encode(tokens) or [UNK_INDEX])  # as in training: never an empty row
+
+    @torch.inference_mode()
+    def __call__(self, prepared: Sequence[torch.Tensor]) -> list[tuple[str, float]]:
+        ids = pad_sequence(list(prepared), batch_first=True, padding_value=PAD_INDEX).to(self.device)
+        probability, index = self.net(ids).softmax(dim=1).max(dim=1)
+        return [(self.classes[i], p) for i, p in zip(index.tolist(), probability.tolist(), strict=True)]
+
+
+class Translator:
+    """Source lines → generated target text (greedy, or beam search with `beam_width`) and its probability."""
+
+    def __init__(self, net: nn.Module, state: dict[str, Any], device: torch.device, beam_width: int) -> None:
+        self.net, self.device, self.beam_width = net, device, beam_width
+        self.tokenizer = PairTokenizer.from_state_dict(state)
+
+    def inputs(self, path: Path) -> list[str]:
+        return text_lines(path)
+
+    def prepare(self, item: str) -> list[int]:
+        return self.tokenizer.encode_source(item) or [UNK_INDEX]
+
+    @torch.inference_mode()
+    def __call__(self, prepared: Sequence[list[int]]) -> list[tuple[str, float]]:
+        source = pad_sequences(prepared).to(self.device)
+        lengths = torch.tensor([len(ids) for ids in prepared], device=self.device)
+        generation = self.net.generate(source, lengths, beam_width=self.beam_width)
+        texts = [self.tokenizer.decode_target(row) for row in generation.tokens.tolist()]
+        # the score is the output's summed log-probability: its exponential is the probability of the sequence
+        return list(zip(texts, generation.scores.exp().tolist(), strict=True))
+
+
+def predictor_for(checkpoint: dict[str, Any], device: torch.device, beam_width: int = 1) -> Predictor:
     """The predictor of the checkpoint's task, told apart by its task and its data module's state."""
     config = checkpoint[CHECKPOINT_KEY]["config"]
     task = config["task"]["_target_"].rsplit(".", 1)[-1]
@@ -80,9 +145,13 @@ def predictor_for(checkpoint: dict[str, Any], device: torch.device) -> Predictor
     state = checkpoint.get(data) or {}  # Lightning keys a data module's state by its class name
     if task == "ClassificationTask" and "mean" in state:
         return ImageClassifier(restore_net(checkpoint, device), state, device)
+    if task == "ClassificationTask" and state.get("vocabulary"):
+        return TextClassifier(restore_net(checkpoint, device), state, device)
+    if task == "Seq2SeqTask" and "source_vocab" in state:
+        return Translator(restore_net(checkpoint, device), state, device, beam_width)
     raise CheckpointError(
-        f"predict does not support this checkpoint yet (task {task}, data {data}); "
-        "it supports image classification checkpoints."
+        f"predict does not know this checkpoint's task (task {task}, data {data}): it predicts with image and "
+        "text classification and seq2seq checkpoints."
     )
 
 
@@ -104,6 +173,7 @@ def predict(
     output: str | Path,
     batch_size: int = 256,
     device: str = "auto",
+    beam_width: int = 1,
 ) -> Path:
     """Write `input,prediction,probability` rows for every input below `input_path` to the CSV `output`.
 
@@ -117,7 +187,7 @@ def predict(
     input_path, output = Path(input_path).expanduser(), Path(output).expanduser()
     if not input_path.exists():
         raise PredictError(f"input {input_path} does not exist")
-    predictor = predictor_for(load_checkpoint(ckpt_path), chosen)
+    predictor = predictor_for(load_checkpoint(ckpt_path), chosen, beam_width)
     items = predictor.inputs(input_path)
     output.parent.mkdir(parents=True, exist_ok=True)
     with open(output, "w", newline="", encoding="utf-8") as file:

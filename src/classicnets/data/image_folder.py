@@ -238,8 +238,8 @@ class ImageFolderDataModule(InMemoryImageDataModule):
             found = image_files(folder / name)
             if not found:
                 raise CorruptDatasetError(
-                    f"class folder {folder / name} has no images (by extension: {', '.join(sorted(IMAGE_EXTENSIONS))}); "
-                    "add images or remove the folder."
+                    f"class folder {folder / name} has no images (no file with an extension Pillow reads, such as "
+                    ".png, .jpg or .bmp): add images or remove the folder."
                 )
             files += found
             labels += [known_classes.index(name)] * len(found)
