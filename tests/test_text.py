@@ -17,6 +17,7 @@ from classicnets.data.errors import DatasetNotFoundError
 from classicnets.data.text.batching import BucketBatchSampler
 from classicnets.data.text.vocab import UNK_INDEX
 from classicnets.pipeline import evaluate, train
+from tests.conftest import run_script
 
 WORDS = ["good", "great", "fine", "bad", "awful", "poor", "the", "a", "movie", "film", "plot", "acting"]
 
@@ -292,3 +293,18 @@ def test_eval_reuses_the_saved_vocabulary_and_shows_texts(make_config, tmp_path:
     cfg.paths.output_dir = str(tmp_path / "eval")
     evaluated = evaluate(cfg)
     assert evaluated["test/acc"] == pytest.approx(trained["test/acc"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_bucketing_shards_the_data_under_ddp(tmp_path: Path) -> None:
+    train_file = _write(tmp_path / "train.jsonl", _texts(80))
+    test_file = _write(tmp_path / "test.jsonl", _texts(16, seed=1))
+    result = run_script(
+        "train.py", "trainer=ddp_cpu", "model=gru", "data=text_files", f"data.train_file={train_file}",
+        f"data.test_file={test_file}", "data.batch_size=8", "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path / 'run'}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    # 72 training texts: each of the 2 processes buckets its own 36 into 5 batches of at most 8
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 5
