@@ -108,6 +108,7 @@ class Seq2SeqTask(Task):
         self.num_heatmaps = num_heatmaps
         self.val_metrics, self.test_metrics = SequenceMetrics(), SequenceMetrics()
         self.val_exact_match_best = MaxMetric()
+        self.val_exact_match_best.persistent(True)  # in checkpoints: a resumed run remembers its best epoch
         self.examples: list[Example] = []
 
     def _loss(self, batch: Batch) -> torch.Tensor:
@@ -125,10 +126,6 @@ class Seq2SeqTask(Task):
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         return loss
 
-    def on_train_start(self) -> None:
-        # the sanity check must not count as a best epoch
-        self.val_exact_match_best.reset()
-
     def _evaluate(self, batch: Batch, metrics: SequenceMetrics, beam_width: int) -> None:
         source, lengths, target = batch
         generation = self.net.generate(source, lengths, beam_width=beam_width)
@@ -144,9 +141,10 @@ class Seq2SeqTask(Task):
     def on_validation_epoch_end(self) -> None:
         metrics = self.val_metrics.compute("val")
         self.val_metrics.reset()
-        self.val_exact_match_best(metrics["val/exact_match"])
         self.log_dict(metrics, prog_bar=True)
-        self.log("val/exact_match_best", self.val_exact_match_best.compute())
+        if not self.trainer.sanity_checking:  # a few batches before training (or after a resume) are no epoch
+            self.val_exact_match_best(metrics["val/exact_match"])
+            self.log("val/exact_match_best", self.val_exact_match_best.compute())
         self._write_examples("val")
 
     def on_test_epoch_start(self) -> None:

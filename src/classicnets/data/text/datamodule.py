@@ -16,9 +16,10 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, SequentialSampler
 
 from classicnets.data.errors import CorruptDatasetError
+from classicnets.data.sampling import EpochSampler, ResumableDataLoader
 from classicnets.data.text.batching import BucketBatchSampler, TokenSequences, pad_batch
 from classicnets.data.text.readers import Example
 from classicnets.data.text.vocab import UNK_INDEX, Vocabulary, tokenize
@@ -156,12 +157,16 @@ class TextClassificationDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         data = self.splits["train"]
-        # A seeded generator makes the order reproducible; under DDP Lightning swaps in a DistributedSampler.
-        shuffled = RandomSampler(data, generator=torch.Generator().manual_seed(self.seed))
+        # The order is a function of (seed, epoch), so a resumed run sees the epochs it would have seen; under DDP
+        # Lightning wraps the sampler in a distributed one. Without bucketing the position inside the epoch is
+        # checkpointed too; bucketing draws a whole epoch's order at once, so it resumes exactly at epoch ends.
         if not self.bucketing:
-            return DataLoader(data, batch_size=self.batch_size, sampler=shuffled, collate_fn=pad_batch)
+            return ResumableDataLoader(data, self.batch_size, seed=self.seed, collate_fn=pad_batch)
         batches = BucketBatchSampler(
-            shuffled, self.batch_size, lengths=data.lengths, bucket_batches=self.bucket_batches
+            EpochSampler(len(data), self.seed),
+            self.batch_size,
+            lengths=data.lengths,
+            bucket_batches=self.bucket_batches,
         )
         return DataLoader(data, batch_sampler=batches, collate_fn=pad_batch)
 

@@ -16,10 +16,11 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader
 
 from classicnets.data.batches import TensorBatches
 from classicnets.data.errors import CorruptDatasetError, DatasetNotFoundError
+from classicnets.data.sampling import EpochSampler
 from classicnets.data.text.batching import BucketBatchSampler
 from classicnets.data.text.vocab import PAD_INDEX, Vocabulary, tokenize
 
@@ -187,8 +188,9 @@ class PairsDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         data = self.splits["train"]
-        # sentences of similar length share a batch: the decoder attends over little padding
-        shuffled = RandomSampler(data, generator=torch.Generator().manual_seed(self.seed))
+        # sentences of similar length share a batch: the decoder attends over little padding. The order is a
+        # function of (seed, epoch): a resumed run sees the epochs it would have seen (exactly from epoch ends)
+        shuffled = EpochSampler(len(data), self.seed)
         batches = BucketBatchSampler(shuffled, self.batch_size, lengths=data.tensors[1].tolist())
         return DataLoader(data, batch_sampler=batches, collate_fn=_trim)
 
