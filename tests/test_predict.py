@@ -142,6 +142,42 @@ def test_bad_arguments(project: Path, monkeypatch: pytest.MonkeyPatch, tmp_path:
         predict(tmp_path / "nothing.ckpt", tmp_path / "empty", tmp_path / "out.csv")
 
 
+def test_predict_text_classification_one_row_per_line(make_config, tmp_path: Path) -> None:
+    words = {"pos": ["good", "great", "lovely", "fine"], "neg": ["bad", "awful", "dull", "poor"]}
+    rows = [
+        f"{' '.join(words[label][(i + j) % 4] for j in range(3))} film,{label}"
+        for i in range(24)
+        for label in words
+    ]
+    for split in ("train", "test"):
+        (tmp_path / f"{split}.csv").write_text("text,label\n" + "\n".join(rows) + "\n")
+    cfg = make_config(
+        "data=text_files",
+        f"data.train_file={tmp_path / 'train.csv'}",
+        f"data.test_file={tmp_path / 'test.csv'}",
+        "data.batch_size=8",
+        "model=gru",
+        "model.embedding_dim=16",
+        "model.hidden_size=16",
+        "optimizer.lr=0.02",
+        "trainer.max_epochs=4",
+        "logger=csv",
+    )
+    assert train(cfg)["test/acc"] > 0.9
+    lines = tmp_path / "reviews.txt"
+    lines.write_text("a good great film\nawful and dull\n\nunseen words only\n")
+    output = predict(tmp_path / "checkpoints" / "last.ckpt", lines, tmp_path / "reviews.csv", batch_size=3)
+    predicted = _rows(output)
+    assert [row["input"] for row in predicted] == [
+        "a good great film",
+        "awful and dull",
+        "",
+        "unseen words only",
+    ]
+    assert [row["prediction"] for row in predicted[:2]] == ["pos", "neg"]
+    assert all(row["prediction"] in words for row in predicted)
+
+
 def test_predict_seq2seq_one_row_per_line(make_config, tmp_path: Path) -> None:
     cfg = make_config(
         "model=seq2seq",

@@ -8,7 +8,6 @@ Each task has a `Predictor`: how to list a path's inputs, prepare one input, and
 from __future__ import annotations
 
 import csv
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,7 +16,6 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
-from torch.nn.utils.rnn import pad_sequence
 from tqdm import tqdm
 
 from classicnets.callbacks import CHECKPOINT_KEY
@@ -25,9 +23,7 @@ from classicnets.checkpoints import CheckpointError, load_checkpoint
 from classicnets.data.batches import normalize
 from classicnets.data.image_folder import image_files, read_image
 from classicnets.data.text.parallel import PairTokenizer, pad_sequences
-from classicnets.data.text.vocab import PAD_INDEX, UNK_INDEX, Vocabulary, tokenize
-
-log = logging.getLogger(__name__)
+from classicnets.data.text.vocab import UNK_INDEX, Vocabulary, tokenize
 
 COLUMNS = ("input", "prediction", "probability")
 PROGRESS_FROM = 1000  # inputs from which a progress bar is shown
@@ -103,13 +99,13 @@ class TextClassifier:
     def inputs(self, path: Path) -> list[str]:
         return text_lines(path)
 
-    def prepare(self, item: str) -> torch.Tensor:
+    def prepare(self, item: str) -> list[int]:
         tokens = tokenize(item, self.tokenizer, self.lowercase)[: self.max_length]
-        return torch.tensor(self.vocab.encode(tokens) or [UNK_INDEX])  # as in training: never an empty row
+        return self.vocab.encode(tokens) or [UNK_INDEX]  # as in training: never an empty row
 
     @torch.inference_mode()
-    def __call__(self, prepared: Sequence[torch.Tensor]) -> list[tuple[str, float]]:
-        ids = pad_sequence(list(prepared), batch_first=True, padding_value=PAD_INDEX).to(self.device)
+    def __call__(self, prepared: Sequence[list[int]]) -> list[tuple[str, float]]:
+        ids = pad_sequences(prepared).to(self.device)
         probability, index = self.net(ids).softmax(dim=1).max(dim=1)
         return [(self.classes[i], p) for i, p in zip(index.tolist(), probability.tolist(), strict=True)]
 
