@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from hydra.utils import get_class, instantiate
+from hydra.utils import get_class
 from omegaconf import OmegaConf
 from torch import nn
 
@@ -19,6 +19,7 @@ from classicnets.checkpoints import CheckpointError, load_checkpoint
 from classicnets.data.text.parallel import PairTokenizer, pad_sequences
 from classicnets.data.text.vocab import EOS_INDEX
 from classicnets.models.seq2seq import Generation
+from classicnets.predict import restore_net
 from classicnets.tasks.visuals import attention_figure
 
 BATCH_SIZE = 256
@@ -35,16 +36,7 @@ def load_translator(checkpoint_path: str | Path) -> tuple[nn.Module, PairTokeniz
             f"{checkpoint_path} is not a sequence-to-sequence checkpoint (model {run.model._target_}, data "
             f"{run.data._target_}): it has no source and target vocabularies"
         )
-    net = instantiate(run.model)
-    prefix = "net."
-    net.load_state_dict(
-        {
-            key[len(prefix) :]: value
-            for key, value in checkpoint["state_dict"].items()
-            if key.startswith(prefix)
-        }
-    )
-    return net.eval(), PairTokenizer.from_state_dict(data_state)
+    return restore_net(checkpoint, torch.device("cpu")), PairTokenizer.from_state_dict(data_state)
 
 
 def _encode(tokenizer: PairTokenizer, sources: Sequence[str]) -> list[list[int]]:
