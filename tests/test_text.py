@@ -170,6 +170,12 @@ def test_missing_column_names_the_file_line_and_option(tmp_path: Path) -> None:
     )
     with pytest.raises(CorruptDatasetError, match=r"train.jsonl:3: no value for 'label'"):
         datamodule.setup()
+    (tmp_path / "blank.tsv").write_text("text\tlabel\nfine\ta\nno label\t\n")
+    datamodule = TextFilesDataModule(
+        train_file=str(tmp_path / "blank.tsv"), test_file=str(tmp_path / "blank.tsv")
+    )
+    with pytest.raises(CorruptDatasetError, match=r"blank.tsv:3: no value for 'label'"):
+        datamodule.setup()
 
 
 def test_empty_file_is_named(tmp_path: Path) -> None:

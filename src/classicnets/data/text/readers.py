@@ -87,7 +87,8 @@ def _delimited(
 
 
 def _example(record: dict, where: str, text_field: str, label_field: str, fields: Sequence[str]) -> Example:
-    missing = [f for f in (text_field, label_field) if record.get(f) is None]
+    # an empty text is still a text; an empty label is no label
+    missing = [f for f, empty in ((text_field, None), (label_field, "")) if record.get(f) in (None, empty)]
     if missing:
         raise CorruptDatasetError(
             f"{where}: no value for {', '.join(map(repr, missing))} (fields: {', '.join(fields)})"
