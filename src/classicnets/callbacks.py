@@ -6,12 +6,14 @@ import logging
 import random
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities.data import extract_batch_size
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.optim import Optimizer
 
@@ -36,6 +38,40 @@ class ConfigInCheckpoint(Callback):
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         checkpoint[CHECKPOINT_KEY] = {"config": self.config, "version": __version__}
+
+
+class TrainingSpeed(Callback):
+    """Logs the iteration speed once per epoch, next to the learning curves.
+
+    `perf/train_samples_per_s` counts the training steps only (data loading included; validation and
+    checkpointing excluded), `perf/epoch_s` the whole epoch with its validation.
+    """
+
+    def __init__(self) -> None:
+        self.samples = 0
+        self.train_seconds = 0.0
+        self.epoch_start = self.segment_start = 0.0
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.samples, self.train_seconds = 0, 0.0
+        self.epoch_start = self.segment_start = time.perf_counter()
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        now = time.perf_counter()
+        self.samples += extract_batch_size(batch)
+        self.train_seconds += now - self.segment_start
+        self.segment_start = now
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # a validation in the middle of an epoch is not training time
+        self.segment_start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        pl_module.log("perf/epoch_s", time.perf_counter() - self.epoch_start)
+        if self.train_seconds > 0:
+            pl_module.log("perf/train_samples_per_s", self.samples / self.train_seconds)
 
 
 class RngStates(Callback):

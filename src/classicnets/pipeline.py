@@ -52,6 +52,9 @@ def build(cfg: DictConfig, checkpoint: dict[str, Any] | None = None) -> tuple[Li
     with open_dict(cfg):
         cfg.sizes = datamodule.sizes
     net = instantiate(cfg.model)
+    if cfg.get("channels_last"):
+        # NHWC weights make every convolution run NHWC (inputs are converted inside the first one)
+        net = net.to(memory_format=torch.channels_last)
     task = instantiate(
         cfg.task, net=net, optimizer=instantiate(cfg.optimizer), **_scheduler(cfg.get("scheduler"))
     )

@@ -115,12 +115,17 @@ class InMemoryImageDataModule(LightningDataModule):
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, labels = batch
-        if self.augment and self.trainer is not None and self.trainer.training:
+        training = self.trainer is not None and self.trainer.training
+        return self.transform_batch(images, training), labels
+
+    def transform_batch(self, images: torch.Tensor, training: bool) -> torch.Tensor:
+        """uint8 batch → normalised float batch, augmented when training with augmentation on."""
+        if self.augment and training:
             if self.crop_padding:
                 images = random_crop(images, self.crop_padding)
             if self.hflip:
                 images = random_hflip(images)
-        return normalize(images, self.mean, self.std), labels
+        return normalize(images, self.mean, self.std)
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint needs to turn raw images into predictions without the dataset."""
