@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.data import extract_batch_size
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.optim import Optimizer
@@ -217,4 +218,6 @@ class GracefulStop(Callback):
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         if isinstance(exception, SIGTERMException):
             self.received = self.received or signal.SIGTERM
-            trainer.save_checkpoint(self.checkpoint_path)
+            # during the test after fit, the model holds the best weights and last.ckpt is already complete
+            if trainer.state.fn == TrainerFn.FITTING:
+                trainer.save_checkpoint(self.checkpoint_path)

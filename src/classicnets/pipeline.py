@@ -92,20 +92,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     try:
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        metrics = _finite(trainer.callback_metrics)
+        if cfg.get("test", True):
+            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+            metrics.update(_finite(trainer.callback_metrics))
+            if best:
+                log.info("tested the best checkpoint %s", best)
     except DivergedError as error:
         log.error("diverged: %s", error)
         if trainer.is_global_zero:
             write_status(output_dir, "diverged", reason=str(error))
         return {}
-    except SIGTERMException:
+    except SIGTERMException:  # during the test too: Lightning's SystemExit would otherwise exit with status 0
         raise SystemExit(report_interrupted(output_dir, stop.checkpoint_path, stop.received)) from None
-    metrics = _finite(trainer.callback_metrics)
-    if cfg.get("test", True):
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
-        metrics.update(_finite(trainer.callback_metrics))
-        if best:
-            log.info("tested the best checkpoint %s", best)
     if trainer.is_global_zero:
         _write_metrics(Path(cfg.paths.output_dir), metrics)
     return metrics
