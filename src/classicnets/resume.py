@@ -37,7 +37,11 @@ def checkpoint_to_resume(cfg: DictConfig) -> str | None:
     output_dir = Path(cfg.paths.output_dir)
     found = newest_checkpoint(output_dir)
     if found is None:
-        log.info("resume=auto: no checkpoint in %s yet, training from the start", output_dir)
+        log.warning(
+            "resume=auto: no checkpoint in %s yet, training from the start (to continue an earlier run, pass "
+            "its directory: hydra.run.dir=DIR)",
+            output_dir,
+        )
         return None
     log.info("resume=auto: continuing from %s", found)
     return str(found)
