@@ -171,16 +171,16 @@ def test_parallel_text_vocabulary_from_train_only(tmp_path: Path) -> None:
     datamodule = ParallelTextDataModule(train, test, val_fraction=0.25, eval_batch_size=4)
     datamodule.setup("fit")
     assert len(datamodule.splits["val"]) == 10 and len(datamodule.splits["train"]) == 30
-    assert "unseen" not in datamodule.tokenizer.source_vocab.tokens
+    assert "unseen" not in datamodule.pair_tokenizer.source_vocab.tokens
     assert datamodule.sizes == {"source_vocab_size": 10, "target_vocab_size": 10, "max_target_length": 2}
     source, _, target = next(iter(datamodule.test_dataloader()))
-    assert source.tolist() == [[datamodule.tokenizer.source_vocab.encode(["w1"])[0], vocab.UNK_INDEX]]
+    assert source.tolist() == [[datamodule.pair_tokenizer.source_vocab.encode(["w1"])[0], vocab.UNK_INDEX]]
     assert target[0, 0] == vocab.BOS_INDEX and target[0, -1] == vocab.EOS_INDEX
     assert datamodule.decode_target(target[0].tolist()) == "W1 <unk>"
 
     restored = ParallelTextDataModule(train, test)
     restored.load_state_dict(json.loads(json.dumps(datamodule.state_dict())))  # plain data survives JSON
-    assert restored.tokenizer == datamodule.tokenizer
+    assert restored.pair_tokenizer == datamodule.pair_tokenizer
 
 
 def test_training_batches_are_trimmed_to_their_longest_pair(tmp_path: Path) -> None:

@@ -169,39 +169,25 @@ class Seq2SeqTask(Task):
             )
 
     def _write_examples(self, split: str) -> None:
+        """The kept examples as text and heatmaps, through the data module's decode helpers (ids alone say
+        little)."""
         writer = self.tensorboard
-        datamodule = self.trainer.datamodule if self.trainer else None
-        tokenizer = getattr(datamodule, "tokenizer", None)
-        if writer is None or tokenizer is None or not self.examples or not self.trainer.is_global_zero:
+        data = self.trainer.datamodule
+        if writer is None or not self.examples or not hasattr(data, "decode_target"):
+            return
+        if not self.trainer.is_global_zero:  # each process kept its own examples; one set is enough
             return
         from classicnets.tasks.visuals import log_attention, log_translations
 
-        log_translations(
-            writer,
-            [
-                (
-                    tokenizer.decode_source(e.source),
-                    tokenizer.decode_target(e.reference),
-                    tokenizer.decode_target(e.output),
-                )
-                for e in self.examples
-            ],
-            self.global_step,
-            tag=f"{split}/translations",
-        )
-        with_attention = [e for e in self.examples if e.attention is not None][: self.num_heatmaps]
-        if with_attention:
-            source_tokens, target_tokens = tokenizer.source_vocab.tokens, tokenizer.target_vocab.tokens
-            log_attention(
-                writer,
-                [
-                    (
-                        [source_tokens[i] for i in e.source],
-                        [target_tokens[i] for i in e.output],
-                        e.attention,
-                    )
-                    for e in with_attention
-                ],
-                self.global_step,
-                tag=f"{split}/attention",
-            )
+        rows = [
+            (data.decode_source(e.source), data.decode_target(e.reference), data.decode_target(e.output))
+            for e in self.examples
+        ]
+        log_translations(writer, rows, self.global_step, tag=f"{split}/translations")
+        heatmaps = [
+            (data.source_tokens(e.source), data.target_tokens(e.output), e.attention)
+            for e in self.examples
+            if e.attention is not None
+        ][: self.num_heatmaps]
+        if heatmaps:
+            log_attention(writer, heatmaps, self.global_step, tag=f"{split}/attention")

@@ -115,7 +115,7 @@ class DatesDataModule(PairsDataModule):
     def __init__(
         self, num_train: int = 20000, num_val: int = 1000, num_test: int = 2000, **kwargs: Any
     ) -> None:
-        super().__init__(**{"level": "char", **kwargs})
+        super().__init__(**{"tokenizer": "char", **kwargs})
         self.num_train, self.num_val, self.num_test = num_train, num_val, num_test
 
     def load_pairs(self) -> dict[str, list[Pair]]:

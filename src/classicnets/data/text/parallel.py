@@ -133,7 +133,7 @@ class PairsDataModule(LightningDataModule):
 
     def __init__(
         self,
-        level: str = "whitespace",
+        tokenizer: str = "whitespace",
         lowercase: bool = False,
         min_freq: int = 1,
         max_vocab_size: int | None = None,
@@ -142,15 +142,15 @@ class PairsDataModule(LightningDataModule):
         seed: int = 42,
     ) -> None:
         super().__init__()
-        tokenize("", level)  # an unknown level fails here, naming the choices
-        self.level = level
+        tokenize("", tokenizer)  # an unknown tokenizer fails here, naming the choices
+        self.level = tokenizer
         self.lowercase = lowercase
         self.min_freq = min_freq
         self.max_vocab_size = max_vocab_size
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.seed = seed
-        self.tokenizer: PairTokenizer | None = None
+        self.pair_tokenizer: PairTokenizer | None = None
         self.splits: dict[str, TensorBatches] = {}
         self.max_target_length = 0
 
@@ -161,11 +161,11 @@ class PairsDataModule(LightningDataModule):
     @property
     def sizes(self) -> dict[str, int]:
         """What the model is built for; the pipeline passes it on as `${sizes.*}`."""
-        if self.tokenizer is None:
+        if self.pair_tokenizer is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before its sizes are known")
         return {
-            "source_vocab_size": len(self.tokenizer.source_vocab),
-            "target_vocab_size": len(self.tokenizer.target_vocab),
+            "source_vocab_size": len(self.pair_tokenizer.source_vocab),
+            "target_vocab_size": len(self.pair_tokenizer.target_vocab),
             "max_target_length": self.max_target_length,
         }
 
@@ -173,16 +173,18 @@ class PairsDataModule(LightningDataModule):
         if self.splits:
             return
         pairs = self.load_pairs()
-        if self.tokenizer is None:
-            self.tokenizer = PairTokenizer.build(
+        if self.pair_tokenizer is None:
+            self.pair_tokenizer = PairTokenizer.build(
                 pairs["train"], self.level, self.lowercase, self.min_freq, self.max_vocab_size
             )
-        self.max_target_length = max(len(self.tokenizer.tokenize(target)) for _, target in pairs["train"])
+        self.max_target_length = max(
+            len(self.pair_tokenizer.tokenize(target)) for _, target in pairs["train"]
+        )
         self.splits = {split: self._encode(split_pairs) for split, split_pairs in pairs.items()}
 
     def _encode(self, pairs: Sequence[Pair]) -> TensorBatches:
-        sources = [self.tokenizer.encode_source(source) for source, _ in pairs]
-        targets = [self.tokenizer.encode_target(target) for _, target in pairs]
+        sources = [self.pair_tokenizer.encode_source(source) for source, _ in pairs]
+        targets = [self.pair_tokenizer.encode_target(target) for _, target in pairs]
         lengths = torch.tensor([len(ids) for ids in sources])
         return TensorBatches(pad_sequences(sources), lengths, pad_sequences(targets))
 
@@ -205,19 +207,26 @@ class PairsDataModule(LightningDataModule):
         return self._eval_loader("test")
 
     def decode_source(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode_source(ids)
+        return self.pair_tokenizer.decode_source(ids)
 
     def decode_target(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode_target(ids)
+        return self.pair_tokenizer.decode_target(ids)
+
+    def source_tokens(self, ids: Sequence[int]) -> list[str]:
+        """One token per id, special tokens included (labels for attention heatmaps)."""
+        return [self.pair_tokenizer.source_vocab.tokens[i] for i in ids]
+
+    def target_tokens(self, ids: Sequence[int]) -> list[str]:
+        return [self.pair_tokenizer.target_vocab.tokens[i] for i in ids]
 
     def state_dict(self) -> dict[str, Any]:
-        return self.tokenizer.state_dict() if self.tokenizer is not None else {}
+        return self.pair_tokenizer.state_dict() if self.pair_tokenizer is not None else {}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Use the saved vocabularies; splits already encoded with other ones are encoded again."""
-        tokenizer = PairTokenizer.from_state_dict(state_dict)
-        if tokenizer != self.tokenizer:
-            self.tokenizer = tokenizer
+        saved = PairTokenizer.from_state_dict(state_dict)
+        if saved != self.pair_tokenizer:
+            self.pair_tokenizer = saved
             if self.splits:
                 self.splits = {}
                 self.setup()
