@@ -182,8 +182,9 @@ def test_predict_seq2seq_one_row_per_line(make_config, tmp_path: Path) -> None:
     cfg = make_config(
         "model=seq2seq",
         "data.num_train=64",
-        "data.num_val=16",
-        "data.num_test=16",
+        "data.num_val=8",
+        "data.num_test=8",
+        "trainer.num_sanity_val_steps=0",
         "data.batch_size=16",
         "model.embedding_dim=8",
         "model.hidden_size=16",
