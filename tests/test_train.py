@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 from classicnets.data import CIFAR10DataModule, DatasetNotFoundError, MNISTDataModule
 from classicnets.pipeline import evaluate, train
@@ -39,7 +40,7 @@ def test_lenet5_learns_from_the_shipped_sample(make_config) -> None:
 
 
 def test_run_directory_and_tensorboard(make_config, tmp_path: Path) -> None:
-    cfg = make_config("trainer.max_epochs=1", "trainer.limit_train_batches=5")
+    cfg = make_config("trainer.max_epochs=1", "trainer.limit_train_batches=5", "trainer.log_every_n_steps=1")
     train(cfg)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert {"test/acc", "test/f1", "test/acc_top5", "val/acc_best", "train/loss"} <= saved.keys()
@@ -51,7 +52,14 @@ def test_run_directory_and_tensorboard(make_config, tmp_path: Path) -> None:
     tags = events.Tags()
     assert {"train/loss_step", "val/acc", "test/acc", "lr-Adam"} <= set(tags["scalars"])
     assert {"test/confusion_matrix", "test/misclassified"} <= set(tags["images"])
-    assert "_hparams_/session_start_info" in tags["tensors"]
+    hparams = {
+        value.tag
+        for path in (tmp_path / "tensorboard").glob("events.out.tfevents.*")
+        for event in EventFileLoader(str(path)).Load()
+        for value in event.summary.value
+        if value.metadata.plugin_data.plugin_name == "hparams"
+    }
+    assert "_hparams_/session_start_info" in hparams
 
 
 def test_eval_reproduces_the_test_metrics_of_the_checkpoint(make_config, tmp_path: Path) -> None:

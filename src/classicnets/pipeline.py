@@ -156,8 +156,11 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def _finite(metrics: dict[str, Any]) -> dict[str, float]:
+    """Final values only: `x_step`/`x_epoch` are Lightning's twins of `x`."""
     values = {
-        key: float(value) for key, value in metrics.items() if isinstance(value, (torch.Tensor, float, int))
+        key: float(value)
+        for key, value in metrics.items()
+        if isinstance(value, (torch.Tensor, float, int)) and not key.endswith(("_step", "_epoch"))
     }
     return {key: value for key, value in values.items() if math.isfinite(value)}
 

@@ -9,9 +9,10 @@ from classicnets.sweeps import gpu_count
 
 
 def register() -> None:
-    # "LR /10 at 50% and 75% of training" stays right whatever max_epochs a run chooses
+    # "LR /10 at 50% and 75% of training" stays right whatever max_epochs a run chooses; at least 1, since a
+    # step size of 0 epochs is undefined
     OmegaConf.register_new_resolver(
-        "fraction_of", lambda total, fraction: int(total * fraction), replace=True
+        "fraction_of", lambda total, fraction: max(1, int(total * fraction)), replace=True
     )
     # one sweep job per GPU of this machine (conf/launcher/gpus.yaml)
     OmegaConf.register_new_resolver("gpu_count", gpu_count, replace=True)
