@@ -112,7 +112,7 @@ class TextClassificationDataModule(LightningDataModule):
         }
         if not self.classes:
             self.classes = ordered_labels({e.label for e in train})
-        if self.vocab is None:
+        if self.vocab is None:  # counted on the truncated texts: the tokens the model will actually read
             self.vocab = Vocabulary.build(tokens["train"], self.min_freq, self.max_vocab_size)
         if self.vocab_dir is not None:
             self._write_vocab_file()
