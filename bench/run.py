@@ -60,11 +60,26 @@ def figure(
     median = {name: statistics.median(values) for name, values in runs.items()}
     ratio = {name: median[a] / median[b] for name, (a, b) in ratios.items()}
     record = {"figure": number, "title": title, "unit": unit, "runs": runs, "median": median, "ratio": ratio}
+    record |= {"ratio_of": ratios, "paired_ratio": paired_ratios(runs, ratios)}
     if target is not None:
         name, low, high = target
-        record["target"] = {"ratio": name, "min": low, "max": high, "met": low <= ratio[name] <= high}
+        both = (ratio[name], record["paired_ratio"][name])  # met only if the two ways of reading agree
+        record["target"] = {
+            "ratio": name,
+            "min": low,
+            "max": high,
+            "met": all(low <= r <= high for r in both),
+        }
     record["loadavg_after"] = os.getloadavg()
     return record | extra
+
+
+def paired_ratios(runs: dict[str, list[float]], ratios: dict[str, tuple[str, str]]) -> dict[str, float]:
+    """Median of the ratios within each repetition: what a load that drifts over the whole run distorts least."""
+    return {
+        name: statistics.median(x / y for x, y in zip(runs[a], runs[b], strict=True))
+        for name, (a, b) in ratios.items()
+    }
 
 
 class Bench:
@@ -152,7 +167,7 @@ class Bench:
         batches = self.batches(100)
         for module, dataset in (
             (FashionMNISTDataModule, datasets.FashionMNIST),
-            (CIFAR10DataModule, datasets.CIFAR10),
+            (CIFAR10DataModule, _cifar10_class()),
         ):
             print(f"figure 2: data path, {dataset.__name__} with crop + flip", flush=True)
             ours = module(self.data_dir, batch_size=128, augment=True)
@@ -355,6 +370,21 @@ class Bench:
         )
 
 
+def _cifar10_class() -> type:
+    from torchvision import datasets
+
+    class CIFAR10(datasets.CIFAR10):
+        """torchvision's CIFAR-10 without its MD5 check: a prepared copy may be re-pickled (same arrays)."""
+
+        def _check_integrity(self) -> bool:
+            return True
+
+        def _load_meta(self) -> None:
+            self.classes = []  # the class names (another checksummed file) are not needed to time the data path
+
+    return CIFAR10
+
+
 def _timed_run(command: list[str], cpu: list[float]) -> tuple[float, str]:
     """Wall seconds and stdout of a command; appends its CPU seconds to `cpu` (robust to a busy machine)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -391,14 +421,17 @@ def markdown(results: dict[str, Any]) -> str:
         f"Hardware: {results['hardware']}  ",
         f"Command: `{results['command']}`, {results['wall_s'] / 60:.1f} min",
         "",
-        "| Fig. | What | Medians | Ratio | Target |",
+        "| Fig. | What | Medians | Ratio of medians (paired: median of per-repetition ratios) | Target |",
         "|---|---|---|---|---|",
     ]
     for record in results["figures"]:
         medians = "<br>".join(
             f"{name}: {value:.4g} {record['unit']}" for name, value in record["median"].items()
         )
-        ratios = "<br>".join(f"{name}: **{value:.3g}**" for name, value in record["ratio"].items())
+        ratios = "<br>".join(
+            f"{name}: **{value:.3g}** (paired {record['paired_ratio'][name]:.3g})"
+            for name, value in record["ratio"].items()
+        )
         target = record.get("target")
         if target:
             bound = f"≥ {target['min']}" if target["max"] == float("inf") else f"≤ {target['max']}"
@@ -462,11 +495,17 @@ def main() -> None:
                 continue
             record = steps[number]()
             results["figures"] += record if isinstance(record, list) else [record]
-    results["wall_s"] = time.perf_counter() - start
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / "results.md").write_text(markdown(results))
+            results["wall_s"] = time.perf_counter() - start
+            _write(
+                results, args.out
+            )  # after every figure: a long run that fails later keeps what it measured
     print(markdown(results))
+
+
+def _write(results: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "results.md").write_text(markdown(results))
 
 
 if __name__ == "__main__":
