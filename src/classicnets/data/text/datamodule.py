@@ -40,8 +40,8 @@ class TextClassificationDataModule(LightningDataModule):
 
     Batches are `(ids, labels)`: ids an int64 N×T tensor padded with 0 to the batch's longest text.
     `max_length` truncates texts (in tokens); `bucketing` batches texts of similar length together.
-    `vocab_dir`, when set, also gets the vocabulary as `vocab.json` (a list of tokens, the position is the
-    id), readable by people and by models that align pretrained vectors with it.
+    `vocab_dir`, when set, also gets the vocabulary it builds as `vocab.json` (a list of tokens, the position
+    is the id), readable by people and by models that align pretrained vectors with it.
     """
 
     classes: tuple[str, ...] = ()  # datasets with fixed classes set them; others take the training labels
@@ -114,8 +114,8 @@ class TextClassificationDataModule(LightningDataModule):
             self.classes = ordered_labels({e.label for e in train})
         if self.vocab is None:  # counted on the truncated texts: the tokens the model will actually read
             self.vocab = Vocabulary.build(tokens["train"], self.min_freq, self.max_vocab_size)
-        if self.vocab_dir is not None:
-            self._write_vocab_file()
+            if self.vocab_dir is not None:  # a restored vocabulary is already next to its run's checkpoints
+                self._write_vocab_file()
         self.splits = {
             name: TokenSequences([self._ids(t) for t in tokens[name]], self._label_ids(examples))
             for name, examples in zip(SPLITS, (train, val, test), strict=True)
