@@ -25,8 +25,8 @@ FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
 
 
 def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    mean_t = torch.tensor(mean).view(1, -1, 1, 1)
-    std_t = torch.tensor(std).view(1, -1, 1, 1)
+    mean_t = torch.tensor(mean, device=images.device).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, device=images.device).view(1, -1, 1, 1)
     return (images.float().div_(255) - mean_t) / std_t
 
 
@@ -49,22 +49,28 @@ def train_epoch(
     bf16: bool = False,
     channels_last: bool = False,
 ) -> tuple[int, float]:
-    """One shuffled pass (or its first `max_batches` batches); returns (images seen, seconds)."""
+    """One shuffled pass (or its first `max_batches` batches); returns (images seen, seconds).
+
+    The tensors stay in host memory and each uint8 batch is copied to the model's device, as `train.py` does.
+    """
     model.train()
+    device = next(model.parameters()).device
     start = time.perf_counter()
     order = torch.randperm(len(labels))
     batches = torch.split(order, batch_size)[:max_batches]
     for index in batches:
-        inputs = normalize(images[index], mean, std)
+        inputs = normalize(images[index].to(device, non_blocking=True), mean, std)
         if channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = F.cross_entropy(model(inputs), labels[index])
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(model(inputs), labels[index].to(device, non_blocking=True))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     return sum(len(index) for index in batches), time.perf_counter() - start
 
 

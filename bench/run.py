@@ -104,9 +104,18 @@ class CpuClock(Callback):
 
 class Bench:
     def __init__(
-        self, data_dir: Path, reps: int, e2e_reps: int, scale: float, cpu_clock: bool, workdir: Path
+        self,
+        data_dir: Path,
+        reps: int,
+        e2e_reps: int,
+        scale: float,
+        cpu_clock: bool,
+        workdir: Path,
+        accelerator: str = "cpu",
     ) -> None:
         self.data_dir = data_dir
+        self.accelerator = accelerator
+        self.device = torch.device("cuda" if accelerator == "gpu" else "cpu")
         self.cpu_clock = cpu_clock
         self.speed_unit = "images per CPU-second" if cpu_clock else "images/s"
         self.scale = scale
@@ -148,7 +157,8 @@ class Bench:
         torch.manual_seed(0)
         datamodule, task = build(self.config(overrides))
         images, labels = datamodule.splits["train"].tensors
-        net = task.net.to(memory_format=torch.channels_last) if channels_last else task.net
+        net = task.net.to(self.device)
+        net = net.to(memory_format=torch.channels_last) if channels_last else net
         optimizer = task.optimizer_factory(params=net.parameters())
         args = (net, optimizer, images, labels, datamodule.batch_size, datamodule.mean, datamodule.std)
         options = {"max_batches": batches, "bf16": bf16, "channels_last": channels_last}
@@ -162,7 +172,11 @@ class Bench:
         records = []
         for batch_size, batches in ((128, self.batches(150)), (512, self.batches(40))):
             print(f"figure 1: LeNet-5 / Fashion-MNIST, batch {batch_size}", flush=True)
-            overrides = ["data=fashion_mnist", f"data.batch_size={batch_size}", "trainer.accelerator=cpu"]
+            overrides = [
+                "data=fashion_mnist",
+                f"data.batch_size={batch_size}",
+                f"trainer.accelerator={self.accelerator}",
+            ]
             runs = alternate(
                 {
                     "train.py": lambda o=overrides, n=batches: self.ours(o, n),
@@ -173,7 +187,7 @@ class Bench:
             records.append(
                 figure(
                     1,
-                    f"Training-loop overhead, LeNet-5 / Fashion-MNIST, batch {batch_size}",
+                    f"Training-loop overhead, LeNet-5 / Fashion-MNIST, batch {batch_size}, {self.device.type.upper()}",
                     self.speed_unit,
                     runs,
                     {"train.py / plain": ("train.py", "plain loop")},
@@ -337,7 +351,11 @@ class Bench:
 
     def resnet(self) -> dict[str, Any]:
         print("figure 5: ResNet-20 / CIFAR-10", flush=True)
-        base = ["experiment=resnet20_cifar10", "data.augment=false", "trainer.accelerator=cpu"]
+        base = [
+            "experiment=resnet20_cifar10",
+            "data.augment=false",
+            f"trainer.accelerator={self.accelerator}",
+        ]
         batches = self.batches(12)
         runs = alternate(
             {
@@ -352,7 +370,7 @@ class Bench:
         )
         return figure(
             5,
-            "ResNet-20 / CIFAR-10, batch 128, CPU",
+            f"ResNet-20 / CIFAR-10, batch 128, {self.device.type.upper()}",
             self.speed_unit,
             runs,
             {
@@ -437,8 +455,9 @@ def hardware() -> str:
         ),
         platform.processor(),
     )
+    gpu = f"{torch.cuda.get_device_name()}, " if torch.cuda.is_available() else ""
     return (
-        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"{gpu}{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
         f"Python {platform.python_version()}, load average at start {os.getloadavg()[0]:.1f}"
     )
 
@@ -500,6 +519,12 @@ def main() -> None:
         default="wall",
         help="figures 1 and 5 in images per wall second, or per CPU second of the process (a shared machine)",
     )
+    parser.add_argument(
+        "--accelerator",
+        choices=("cpu", "gpu"),
+        default="cpu",
+        help="where figures 1 and 5 train (both contenders); the other figures are CPU figures",
+    )
     parser.add_argument("--figures", type=int, nargs="+", default=list(FIGURES), choices=FIGURES)
     parser.add_argument("--out", type=Path, default=BENCH, help="folder for results.json and results.md")
     args = parser.parse_args()
@@ -514,7 +539,13 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="classicnets-bench-") as workdir:
         bench = Bench(
-            args.data_dir.resolve(), args.reps, args.e2e_reps, args.scale, args.clock == "cpu", Path(workdir)
+            args.data_dir.resolve(),
+            args.reps,
+            args.e2e_reps,
+            args.scale,
+            args.clock == "cpu",
+            Path(workdir),
+            args.accelerator,
         )
         steps = {
             1: bench.loop_overhead,

@@ -52,7 +52,7 @@ def test_run_directory_and_tensorboard(make_config, tmp_path: Path) -> None:
     events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0, "tensors": 0})
     events.Reload()
     tags = events.Tags()
-    assert {"train/loss_step", "val/acc", "test/acc", "lr-Adam"} <= set(tags["scalars"])
+    assert {"train/loss_step", "train/loss", "val/acc", "test/acc", "lr-Adam"} <= set(tags["scalars"])
     assert {"test/confusion_matrix", "test/misclassified"} <= set(tags["images"])
     hparams = {
         value.tag

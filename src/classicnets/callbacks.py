@@ -60,6 +60,9 @@ class TrainingSpeed(Callback):
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        if batch_idx + 1 == trainer.num_training_batches and pl_module.device.type == "cuda":
+            # steps run asynchronously on a GPU: wait for the epoch's last one, once, before reading the clock
+            torch.cuda.synchronize(pl_module.device)
         now = time.perf_counter()
         self.samples += extract_batch_size(batch)
         self.train_seconds += now - self.segment_start

@@ -74,7 +74,8 @@ def read_job(path: Path, root: Path, curve_metric: str) -> Job:
     wall_time = recorded.get("wall_time_s")
     if wall_time is None and status == "running":
         wall_time = time.time() - path.joinpath("status.json").stat().st_ctime
-    epochs = scalars.get("train/loss_epoch") or scalars.get(curve_metric) or []
+    # train/loss_epoch: the name of the epoch mean in runs made before it was logged as train/loss
+    epochs = scalars.get("train/loss") or scalars.get("train/loss_epoch") or scalars.get(curve_metric) or []
     return Job(
         name=str(path.relative_to(root)) if path != root else path.name,
         overrides=overrides,

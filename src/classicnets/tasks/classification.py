@@ -66,13 +66,14 @@ class ClassificationTask(Task):
 
     def training_step(self, batch: tuple[Any, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, logits, targets = self._step(batch)
-        # one self.log per step, not two: each call walks and deep-copies Lightning's logging metadata, the
-        # largest Python cost of a step in the profile of bench/README.md (figure 1)
+        # accumulated with update(), logged once per epoch: a Metric's forward() would also compute a batch
+        # value nobody reads
         self.train_acc.update(logits, targets)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(targets))
+        self.log_train_loss(loss, len(targets))
         return loss
 
     def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
         self.log("train/acc", self.train_acc.compute())
         self.train_acc.reset()
 
