@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
 import shlex
 import signal
@@ -271,6 +272,7 @@ def test_nan_policy_skip_drops_the_update_and_trains_on(make_config, tmp_path: P
     poison = ("+callbacks.poison._target_=tests.signals_at_step.NaNInputAtStep", "+callbacks.poison.step=5")
     metrics = train(make_config(*TINY, *poison, "nan_policy=skip", "trainer.max_epochs=2"))
     assert metrics["test/acc"] > 0.1
+    assert math.isfinite(metrics["train/loss"])  # the skipped step is left out of the epoch mean
     weights = _last(tmp_path)["state_dict"]
     assert _last(tmp_path)["global_step"] == 8 and all(torch.isfinite(t).all() for t in weights.values())
 

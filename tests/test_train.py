@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
+from lightning.pytorch import Trainer
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 from classicnets.data import CIFAR10DataModule, DatasetNotFoundError, MNISTDataModule
 from classicnets.pipeline import evaluate, train
+from classicnets.tasks import ClassificationTask
 from tests.conftest import CONF_DIR, run_script
 
 # the image models take the data's channels as `in_channels`; `custom` has no class until the user names one
@@ -152,3 +156,27 @@ def test_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert "test/acc" in metrics
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+
+
+def test_training_epoch_means_weigh_every_example_once() -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Linear(4, 3)
+    # learning rate 0: the weights stay put, so the epoch means can be recomputed afterwards
+    task = ClassificationTask(net, optimizer=partial(torch.optim.SGD, lr=0.0), num_classes=3)
+    inputs, targets = torch.randn(10, 4), torch.randint(0, 3, (10,))
+    batches = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(inputs, targets), batch_size=4)
+    trainer = Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+    )
+    trainer.fit(task, batches)  # batches of 4, 4 and 2 examples
+    logits = net(inputs)
+    logged = trainer.callback_metrics
+    assert logged["train/loss"].item() == pytest.approx(F.cross_entropy(logits, targets).item(), rel=1e-5)
+    assert logged["train/acc"].item() == pytest.approx((logits.argmax(1) == targets).float().mean().item())
+    assert "train/loss_step" in logged

@@ -12,7 +12,6 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torch.optim import Optimizer
 from torch.utils.tensorboard import SummaryWriter
-from torchmetrics import MeanMetric
 
 OptimizerFactory = Callable[..., Optimizer]
 SchedulerFactory = Callable[..., Any]
@@ -43,25 +42,36 @@ class Task(LightningModule):
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
         self.scheduler_monitor = scheduler_monitor
-        self.train_loss = MeanMetric()
+        self._train_sums: dict[str, torch.Tensor] = {}
+        self._train_count: torch.Tensor | int = 0
 
     def forward(self, inputs: Any) -> Any:
         return self.net(inputs)
 
-    def log_train_loss(self, loss: torch.Tensor, batch_size: int) -> None:
-        """`train/loss` (the epoch mean) and `train/loss_step` (the step's value, also in the progress bar).
+    def log_training_step(self, loss: torch.Tensor, batch_size: int, **sums: torch.Tensor) -> None:
+        """Logs `train/loss_step`, and adds the step to the epoch means `train/loss` and `train/<name>`.
 
-        `self.log` costs a small model a sizeable part of its step on a CPU (bench/README.md, figure 1), so
-        the step value is logged only on the steps where Lightning writes to the loggers anyway
-        (`trainer.log_every_n_steps`), and the epoch mean accumulates in a metric.
+        `sums` are the batch's totals (e.g. `acc=` the number of correct predictions). Small models take a
+        step in a few milliseconds on a CPU, where a `self.log` or a torchmetrics `update()` per step is a
+        measurable part of it (bench/README.md, figure 1): the step value is logged only on the steps where
+        Lightning writes to the loggers anyway (`trainer.log_every_n_steps`), and the epoch means are plain
+        tensor sums on the model's device, with no host sync. Steps with a non-finite loss (skipped under
+        `nan_policy=skip`) do not count.
         """
-        self.train_loss.update(loss.detach(), batch_size)
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
             self.log("train/loss_step", loss, prog_bar=True, batch_size=batch_size)
+        finite = torch.isfinite(loss.detach())
+        for name, total in {"loss": loss.detach() * batch_size, **sums}.items():
+            self._train_sums[name] = self._train_sums.get(name, 0) + torch.where(finite, total, 0)
+        self._train_count = self._train_count + finite * batch_size
+
+    def on_train_epoch_start(self) -> None:
+        self._train_sums, self._train_count = {}, 0
 
     def on_train_epoch_end(self) -> None:
-        self.log("train/loss", self.train_loss.compute())
-        self.train_loss.reset()
+        for name, total in self._train_sums.items():
+            # equal shards per process under DDP, so the mean of the processes' means is the epoch's mean
+            self.log(f"train/{name}", total / self._train_count, sync_dist=True)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(params=self.parameters())

@@ -48,8 +48,6 @@ class ClassificationTask(Task):
         self.num_classes = num_classes
         self.label_smoothing = label_smoothing
         self.num_examples = num_examples
-        # the training loop itself only tracks accuracy: F1 and top-5 every step would cost time for no use
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.val_metrics = _metrics(num_classes, "val/")
         self.test_metrics = _metrics(num_classes, "test/")
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
@@ -66,16 +64,9 @@ class ClassificationTask(Task):
 
     def training_step(self, batch: tuple[Any, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, logits, targets = self._step(batch)
-        # accumulated with update(), logged once per epoch: a Metric's forward() would also compute a batch
-        # value nobody reads
-        self.train_acc.update(logits, targets)
-        self.log_train_loss(loss, len(targets))
+        # the training loop only tracks accuracy: F1 and top-5 every step would cost time for no use
+        self.log_training_step(loss, len(targets), acc=(logits.argmax(1) == targets).sum())
         return loss
-
-    def on_train_epoch_end(self) -> None:
-        super().on_train_epoch_end()
-        self.log("train/acc", self.train_acc.compute())
-        self.train_acc.reset()
 
     def validation_step(self, batch: tuple[Any, torch.Tensor], batch_idx: int) -> None:
         loss, logits, targets = self._step(batch)

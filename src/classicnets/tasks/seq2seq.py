@@ -123,7 +123,7 @@ class Seq2SeqTask(Task):
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss = self._loss(batch)
-        self.log_train_loss(loss, len(batch[0]))
+        self.log_training_step(loss, len(batch[0]))
         return loss
 
     def _evaluate(self, batch: Batch, metrics: SequenceMetrics, beam_width: int) -> None:
