@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU measurements of bench/README.md in one short run (about 5 minutes on an H100/H200):
+# The GPU measurements of bench/README.md in one short run (not yet run on a GPU: bench/README.md says why):
 # figures 1 and 5 with both contenders on the GPU, the epoch time of the ResNet-20 paper recipe, and the fast
 # ResNet-20 recipe (figure 7's config) trained to the end, for its accuracy curve.
 #

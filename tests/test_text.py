@@ -155,49 +155,33 @@ def test_batches_are_padded_per_batch(tmp_path: Path) -> None:
         assert ids.shape[1] == lengths.max()  # no wider than its longest text
 
 
+def _setup_fails(train: Path, test: Path, match: str) -> None:
+    datamodule = TextFilesDataModule(train_file=str(train), test_file=str(test))
+    with pytest.raises(CorruptDatasetError, match=match):
+        datamodule.setup()
+
+
 def test_missing_column_names_the_file_line_and_option(tmp_path: Path) -> None:
-    (tmp_path / "train.csv").write_text("sentence,label\nhello,a\n")
-    datamodule = TextFilesDataModule(
-        train_file=str(tmp_path / "train.csv"), test_file=str(tmp_path / "train.csv")
-    )
-    with pytest.raises(
-        CorruptDatasetError, match=r"train.csv:1: the header has no column 'text'.*text_field"
-    ):
-        datamodule.setup()
-    (tmp_path / "train.jsonl").write_text('{"text": "fine", "label": 1}\n\n{"text": "no label"}\n')
-    datamodule = TextFilesDataModule(
-        train_file=str(tmp_path / "train.jsonl"), test_file=str(tmp_path / "train.jsonl")
-    )
-    with pytest.raises(CorruptDatasetError, match=r"train.jsonl:3: no value for 'label'"):
-        datamodule.setup()
-    (tmp_path / "blank.tsv").write_text("text\tlabel\nfine\ta\nno label\t\n")
-    datamodule = TextFilesDataModule(
-        train_file=str(tmp_path / "blank.tsv"), test_file=str(tmp_path / "blank.tsv")
-    )
-    with pytest.raises(CorruptDatasetError, match=r"blank.tsv:3: no value for 'label'"):
-        datamodule.setup()
+    csv_file, jsonl_file, tsv_file = tmp_path / "train.csv", tmp_path / "train.jsonl", tmp_path / "blank.tsv"
+    csv_file.write_text("sentence,label\nhello,a\n")
+    _setup_fails(csv_file, csv_file, r"train.csv:1: the header has no column 'text'.*text_field")
+    jsonl_file.write_text('{"text": "fine", "label": 1}\n\n{"text": "no label"}\n')
+    _setup_fails(jsonl_file, jsonl_file, r"train.jsonl:3: no value for 'label'")
+    tsv_file.write_text("text\tlabel\nfine\ta\nno label\t\n")
+    _setup_fails(tsv_file, tsv_file, r"blank.tsv:3: no value for 'label'")
 
 
 def test_empty_file_is_named(tmp_path: Path) -> None:
-    _write(tmp_path / "train.csv", _texts(10))
     (tmp_path / "test.tsv").write_text("text\tlabel\n")
-    datamodule = TextFilesDataModule(
-        train_file=str(tmp_path / "train.csv"), test_file=str(tmp_path / "test.tsv")
-    )
-    with pytest.raises(CorruptDatasetError, match=r"test.tsv is empty"):
-        datamodule.setup()
+    _setup_fails(_write(tmp_path / "train.csv", _texts(10)), tmp_path / "test.tsv", r"test.tsv is empty")
 
 
 def test_label_unseen_in_train_names_file_and_line(tmp_path: Path) -> None:
-    _write(tmp_path / "train.csv", _texts(10))
-    _write(tmp_path / "test.csv", [{"text": "ok", "label": "positive"}, {"text": "meh", "label": "neutral"}])
-    datamodule = TextFilesDataModule(
-        train_file=str(tmp_path / "train.csv"), test_file=str(tmp_path / "test.csv")
+    train = _write(tmp_path / "train.csv", _texts(10))
+    test = _write(
+        tmp_path / "test.csv", [{"text": "ok", "label": "positive"}, {"text": "meh", "label": "neutral"}]
     )
-    with pytest.raises(
-        CorruptDatasetError, match=r"test.csv:3: label 'neutral' never appears in the training"
-    ):
-        datamodule.setup()
+    _setup_fails(train, test, r"test.csv:3: label 'neutral' never appears in the training")
 
 
 def test_text_files_requires_train_and_test() -> None:
