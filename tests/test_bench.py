@@ -5,7 +5,9 @@ No timings are asserted: speed lives in bench/, not in tests.
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
+import os
 from pathlib import Path
 
 import torch
@@ -13,7 +15,7 @@ from lightning.pytorch import Trainer
 
 from classicnets.callbacks import TrainingSpeed
 from classicnets.data.batches import normalize
-from classicnets.pipeline import build
+from classicnets.pipeline import NVML_CUDA_CHECK, build, skip_futile_nvml_probe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,3 +79,16 @@ def test_channels_last_switch(make_config) -> None:
     _, task = build(make_config("data.source=sample", "channels_last=true"))
     conv = next(m for m in task.net.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
     assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+
+
+def test_cuda_availability_skips_the_nvml_probe_only_where_nvml_is_missing(monkeypatch) -> None:
+    monkeypatch.setenv(NVML_CUDA_CHECK, "1")  # as importing Lightning leaves it
+    available_before = torch.cuda.is_available()
+    skip_futile_nvml_probe()
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+        has_nvml = True
+    except OSError:
+        has_nvml = False
+    assert (os.environ.get(NVML_CUDA_CHECK) == "1") == has_nvml
+    assert torch.cuda.is_available() == available_before
