@@ -29,6 +29,7 @@ from hydra import compose, initialize_config_dir
 from lightning.pytorch import Callback, LightningModule, Trainer
 from omegaconf import DictConfig
 
+from classicnets.callbacks import TrainingSpeed
 from classicnets.pipeline import build, train
 from classicnets.resolvers import register
 
@@ -141,14 +142,36 @@ class Bench:
                 "trainer.max_epochs=2",
                 f"trainer.limit_train_batches={batches}",
                 "test=false",
-                # validation is not timed: keep it short
+                # validation is not timed: keep it to one training-sized batch (bf16 on a CPU infers at ~60 images/s)
                 "trainer.num_sanity_val_steps=0",
                 "trainer.limit_val_batches=1",
+                "data.eval_batch_size=${data.batch_size}",
                 *([f"+callbacks.cpu_clock._target_={__name__}.CpuClock"] if self.cpu_clock else []),
             ]
         )
         metrics = train(cfg)
         return CpuClock.last if self.cpu_clock else metrics["perf/train_samples_per_s"]
+
+    def bare_lightning(self, overrides: list[str], batches: int) -> float:
+        """Samples/s of a bare Lightning `Trainer` on the same task: no logger, progress bar, checkpoints or
+        callbacks, only the speed meter. Lightning's own cost per step, apart from what `train.py` adds to it."""
+        datamodule, task = build(self.config([*overrides, "data.eval_batch_size=${data.batch_size}"]))
+        trainer = Trainer(
+            accelerator=self.accelerator,
+            max_epochs=2,
+            limit_train_batches=batches,
+            limit_val_batches=1,
+            num_sanity_val_steps=0,
+            callbacks=[CpuClock() if self.cpu_clock else TrainingSpeed()],
+            logger=False,
+            enable_progress_bar=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+        )
+        trainer.fit(task, datamodule=datamodule)
+        return (
+            CpuClock.last if self.cpu_clock else float(trainer.callback_metrics["perf/train_samples_per_s"])
+        )
 
     def plain(
         self, overrides: list[str], batches: int, bf16: bool = False, channels_last: bool = False
@@ -180,9 +203,11 @@ class Bench:
             runs = alternate(
                 {
                     "train.py": lambda o=overrides, n=batches: self.ours(o, n),
+                    "bare Lightning": lambda o=overrides, n=batches: self.bare_lightning(o, n),
                     "plain loop": lambda o=overrides, n=batches: self.plain(o, n),
                 },
-                self.reps,
+                # its 5 % target is as small as the spread of one repetition on a shared machine
+                max(self.reps, 5),
             )
             records.append(
                 figure(
@@ -190,7 +215,11 @@ class Bench:
                     f"Training-loop overhead, LeNet-5 / Fashion-MNIST, batch {batch_size}, {self.device.type.upper()}",
                     self.speed_unit,
                     runs,
-                    {"train.py / plain": ("train.py", "plain loop")},
+                    {
+                        "train.py / plain": ("train.py", "plain loop"),
+                        "bare Lightning / plain": ("bare Lightning", "plain loop"),
+                        "train.py / bare Lightning": ("train.py", "bare Lightning"),
+                    },
                     ("train.py / plain", 0.95, float("inf")),
                     batch_size=batch_size,
                     batches_per_epoch=batches,
@@ -356,9 +385,9 @@ class Bench:
             "data.augment=false",
             f"trainer.accelerator={self.accelerator}",
         ]
-        batches = self.batches(12)
-        # bf16 without native support (AVX2 CPUs) is 10-20x slower: a few batches say so, 12 would take minutes
-        bf16_batches = batches if self.device.type == "cuda" else max(2, batches // 6)
+        batches = self.batches(8)
+        # bf16 without native support (AVX2 CPUs) is 10-20x slower: one batch says so, 8 would take minutes
+        bf16_batches = batches if self.device.type == "cuda" else max(1, batches // 8)
         runs = alternate(
             {
                 "plain fp32": lambda: self.plain(base, batches),
@@ -497,6 +526,8 @@ def markdown(results: dict[str, Any]) -> str:
         if "cpu_ratio" in record:
             ratios += f"<br>(CPU seconds: {record['cpu_ratio']:.3g})"
         lines.append(f"| {record['figure']} | {record['title']} | {medians} | {ratios} | {target_text} |")
+    seconds = ", ".join(f"{n}: {t:.0f} s" for n, t in results.get("figure_seconds", {}).items())
+    lines += [f"\nTime per figure: {seconds}"] if seconds else []
     lines += [f"\n{note}" for note in results["notes"]]
     return "\n".join(lines) + "\n"
 
@@ -540,6 +571,7 @@ def main() -> None:
         "hardware": hardware(),
         "command": " ".join(sys.argv),
         "figures": [],
+        "figure_seconds": {},
         "notes": [],
     }
     with tempfile.TemporaryDirectory(prefix="classicnets-bench-") as workdir:
@@ -564,7 +596,9 @@ def main() -> None:
             if number == 6 and not (args.data_dir / "aclImdb").is_dir():
                 results["notes"].append("Figure 6 skipped: no aclImdb/ in the data directory.")
                 continue
+            figure_start = time.perf_counter()
             record = steps[number]()
+            results["figure_seconds"][str(number)] = time.perf_counter() - figure_start
             results["figures"] += record if isinstance(record, list) else [record]
             results["wall_s"] = time.perf_counter() - start
             # after every figure: a long run that fails later keeps what it measured
