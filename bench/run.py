@@ -36,6 +36,12 @@ from classicnets.resolvers import register
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 FIGURES = (1, 2, 3, 4, 5, 6)
+# validation is not timed: one training-sized batch of it (bf16 on a CPU infers at ~60 images/s)
+SHORT_VALIDATION = [
+    "trainer.num_sanity_val_steps=0",
+    "trainer.limit_val_batches=1",
+    "data.eval_batch_size=${data.batch_size}",
+]
 _run_ids = count()
 
 
@@ -142,10 +148,7 @@ class Bench:
                 "trainer.max_epochs=2",
                 f"trainer.limit_train_batches={batches}",
                 "test=false",
-                # validation is not timed: keep it to one training-sized batch (bf16 on a CPU infers at ~60 images/s)
-                "trainer.num_sanity_val_steps=0",
-                "trainer.limit_val_batches=1",
-                "data.eval_batch_size=${data.batch_size}",
+                *SHORT_VALIDATION,
                 *([f"+callbacks.cpu_clock._target_={__name__}.CpuClock"] if self.cpu_clock else []),
             ]
         )
@@ -155,13 +158,14 @@ class Bench:
     def bare_lightning(self, overrides: list[str], batches: int) -> float:
         """Samples/s of a bare Lightning `Trainer` on the same task: no logger, progress bar, checkpoints or
         callbacks, only the speed meter. Lightning's own cost per step, apart from what `train.py` adds to it."""
-        datamodule, task = build(self.config([*overrides, "data.eval_batch_size=${data.batch_size}"]))
+        cfg = self.config([*overrides, *SHORT_VALIDATION])
+        datamodule, task = build(cfg)
         trainer = Trainer(
             accelerator=self.accelerator,
             max_epochs=2,
             limit_train_batches=batches,
-            limit_val_batches=1,
-            num_sanity_val_steps=0,
+            limit_val_batches=cfg.trainer.limit_val_batches,
+            num_sanity_val_steps=cfg.trainer.num_sanity_val_steps,
             callbacks=[CpuClock() if self.cpu_clock else TrainingSpeed()],
             logger=False,
             enable_progress_bar=False,
