@@ -11,9 +11,10 @@ register()
 user_code_importable()
 
 
-def _allow_data_overrides(argv: list[str]) -> list[str]:
-    # The checkpoint's saved data config is the base, so `data.<key>=…` may name keys eval.yaml does not have.
-    return [f"++{arg}" if arg.startswith("data.") else arg for arg in argv]
+def _allow_run_overrides(argv: list[str]) -> list[str]:
+    # The checkpoint's saved data and task configs are the base, so `data.<key>=…` and `task.<key>=…` may name
+    # keys eval.yaml does not have.
+    return [f"++{arg}" if arg.startswith(("data.", "task.")) else arg for arg in argv]
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
@@ -24,5 +25,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    sys.argv[1:] = _allow_data_overrides(sys.argv[1:])
+    sys.argv[1:] = _allow_run_overrides(sys.argv[1:])
     main()

@@ -4,6 +4,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from torch import nn
 
 from classicnets import models
 from classicnets.models import CifarResNet, LeNet5, ResNet
@@ -96,8 +97,15 @@ def test_option_a_shortcut_subsamples_and_pads() -> None:
     assert out[:, 16:].abs().sum() == 0
 
 
-def test_zero_init_residual_zeroes_last_batch_norm() -> None:
-    model = ResNet(10, 3, 32, depth=18, width=8, zero_init_residual=True)
+@pytest.mark.parametrize(
+    "model",
+    [
+        ResNet(10, 3, 32, depth=18, width=8, zero_init_residual=True),
+        CifarResNet(10, 3, 32, depth=20, zero_init_residual=True),
+    ],
+    ids=["resnet18", "resnet20"],
+)
+def test_zero_init_residual_zeroes_last_batch_norm(model: nn.Module) -> None:
     assert all(block.bn2.weight.abs().sum() == 0 for stage in model.stages for block in stage)
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from classicnets.checkpoints import CheckpointError
 from classicnets.pipeline import train
-from classicnets.predict import COLUMNS, PredictError, predict
+from classicnets.predict import COLUMNS, ImageClassifier, PredictError, predict
 from tests.conftest import make_image_folder, run_script
 
 pytestmark = pytest.mark.slow  # train.py, eval.py and predict.py each run in their own process
@@ -110,6 +110,20 @@ def test_predict_one_file_in_process(project: Path, monkeypatch: pytest.MonkeyPa
     output = predict(project / "run" / "checkpoints" / "last.ckpt", grey, tmp_path / "one.csv")
     [row] = _rows(output)
     assert row["input"] == str(grey) and row["prediction"] == "striped"
+
+
+def test_predict_with_test_time_flip_sees_an_image_and_its_mirror_alike() -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 2)
+    ).eval()
+    state = {"classes": ["a", "b"], "channels": 3, "image_size": 8, "mean": [0.5] * 3, "std": [0.25] * 3}
+    image = torch.rand(3, 8, 8)
+    plain, flip = (
+        ImageClassifier(net, state, torch.device("cpu"), test_time_flip=on) for on in (False, True)
+    )
+    assert plain([image]) != pytest.approx(plain([image.flip(-1)]))
+    assert flip([image]) == pytest.approx(flip([image.flip(-1)]))
 
 
 def test_unreadable_input_is_named_and_earlier_rows_kept(

@@ -80,6 +80,10 @@ def test_eval_reproduces_the_test_metrics_of_the_checkpoint(make_config, tmp_pat
     assert json.loads((eval_dir / "metrics.json").read_text())["test/acc"] == pytest.approx(
         trained["test/acc"]
     )
+    # `task.<key>=…` reaches the rebuilt task: mirrored digits change the averaged logits
+    flipped = make_config(f"ckpt_path={best}", "++task.test_time_flip=true", config_name="eval")
+    flipped.paths.output_dir = str(tmp_path / "eval_flipped")
+    assert evaluate(flipped)["test/loss"] != pytest.approx(trained["test/loss"], abs=1e-4)
 
 
 def test_resume_continues_epoch_step_and_optimizer_state(make_config, tmp_path: Path) -> None:
@@ -156,6 +160,30 @@ def test_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert "test/acc" in metrics
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+
+
+def _test_metrics(task: ClassificationTask, images: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+    trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    batches = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, targets), batch_size=8)
+    [metrics] = trainer.test(task, batches, verbose=False)
+    return metrics
+
+
+def test_test_time_flip_treats_an_image_and_its_mirror_alike() -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(3))
+    images, targets = torch.randn(20, 3, 6, 6), torch.randint(0, 3, (20,))
+    plain = ClassificationTask(net, optimizer=partial(torch.optim.SGD, lr=0.1), num_classes=3)
+    flip = ClassificationTask(
+        net, optimizer=partial(torch.optim.SGD, lr=0.1), num_classes=3, test_time_flip=True
+    )
+    mirrored = images.flip(-1)
+    assert _test_metrics(plain, images, targets)["test/loss"] != pytest.approx(
+        _test_metrics(plain, mirrored, targets)["test/loss"]
+    )
+    assert _test_metrics(flip, images, targets) == pytest.approx(_test_metrics(flip, mirrored, targets))
+    with pytest.raises(ValueError, match="test_time_flip=false"):
+        flip.test_step((torch.randint(0, 9, (4, 7)), targets[:4]), 0)
 
 
 def test_training_epoch_means_weigh_every_example_once() -> None:

@@ -131,12 +131,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
-    """Rebuild a run from the config saved in `cfg.ckpt_path` and test it; `cfg.data` keys override the saved ones."""
+    """Rebuild a run from the config saved in `cfg.ckpt_path` and test it; `cfg.data` and `cfg.task` keys override
+    the saved ones."""
     checkpoint = load_checkpoint(cfg.ckpt_path)
     run = OmegaConf.create(checkpoint[CHECKPOINT_KEY]["config"])
     if "data_dir" in run.data:
         run.data.data_dir = cfg.paths.data_dir
     run.data = OmegaConf.merge(run.data, cfg.get("data") or {})
+    run.task = OmegaConf.merge(run.task, cfg.get("task") or {})
     datamodule, task = build(run, checkpoint)
     task.load_state_dict(checkpoint["state_dict"])
     trainer = _trainer(cfg, [])

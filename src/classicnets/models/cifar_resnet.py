@@ -40,6 +40,7 @@ class CifarResNet(ResNetBase):
         image_size: int,
         depth: int,
         shortcut: str = "A",
+        zero_init_residual: bool = False,
     ) -> None:
         if depth < 8 or (depth - 2) % 6 != 0:
             raise ValueError(
@@ -52,4 +53,5 @@ class CifarResNet(ResNetBase):
             widths=(16, 32, 64),
             blocks_per_stage=(n, n, n),
             shortcut=lookup(_SHORTCUTS, shortcut, "shortcut"),
+            zero_init_residual=zero_init_residual,
         )
