@@ -47,8 +47,8 @@ TINY = (
     "trainer.accelerator=cpu",
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
-    "callbacks.step_checkpoint.every_n_train_steps=3",
-    "callbacks.step_checkpoint.train_time_interval=null",
+    "callbacks.last_checkpoint.every_n_train_steps=3",
+    "callbacks.last_checkpoint.train_time_interval=null",
 )
 
 
@@ -128,6 +128,31 @@ def test_sigkill_mid_epoch_then_resume_auto_ends_bitwise_equal_to_an_uninterrupt
     assert {k: v for k, v in metrics[0].items() if k not in timings} == {
         k: v for k, v in metrics[1].items() if k not in timings
     }
+
+
+@pytest.mark.slow
+def test_sigkill_after_epochs_that_did_not_improve_loses_no_epoch(tmp_path: Path) -> None:
+    # learning rate 0: validation never beats epoch 0, so no best checkpoint is written after it
+    frozen = (
+        "model=mlp",
+        "optimizer.lr=0",
+        "data.source=sample",
+        "trainer.max_epochs=3",
+        "trainer.limit_train_batches=3",
+        "trainer.limit_val_batches=1",
+        "trainer.enable_progress_bar=false",
+        "test=false",
+        f"hydra.run.dir={tmp_path}",
+    )
+    kill = ("+callbacks.kill._target_=tests.signals_at_step.SignalAtStep", "+callbacks.kill.step=6")
+    code, output = _finish(_start(*frozen, *kill))
+    assert code == -signal.SIGKILL, output[-3000:]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best-epoch000.ckpt", "last.ckpt"]
+    assert _last(tmp_path)["global_step"] == 6  # both finished epochs, not only the best one
+
+    code, output = _finish(_start(*frozen, "resume=auto"))
+    assert code == 0, output[-3000:]
+    assert _last(tmp_path)["global_step"] == 9  # the third epoch, and nothing repeated
 
 
 # ---------------------------------------------------------------- 4. graceful stop

@@ -7,6 +7,7 @@ import random
 import signal
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +180,57 @@ class FiniteLoss(Callback):
         if self.skip_update:
             optimizer.zero_grad(set_to_none=True)  # optimizers step only parameters that have a gradient
             self.skip_update = False
+
+
+class LastCheckpoint(Callback):
+    """Keeps `last.ckpt`, the file `resume=auto` continues from, current: rewritten after every training epoch
+    and, within long epochs, every `train_time_interval` or every `every_n_train_steps` optimizer steps.
+
+    Lightning's `ModelCheckpoint(save_last=True)` rewrites `last.ckpt` only when it also keeps a checkpoint, so a
+    run killed after epochs that did not improve validation resumed from the last improvement.
+    """
+
+    def __init__(
+        self,
+        dirpath: str | Path,
+        every_n_train_steps: int | None = None,
+        train_time_interval: timedelta | None = None,
+    ) -> None:
+        if every_n_train_steps and train_time_interval:
+            raise ValueError("LastCheckpoint: give every_n_train_steps or train_time_interval, not both")
+        self.path = Path(dirpath) / "last.ckpt"
+        self.every_n_train_steps = every_n_train_steps
+        self.train_time_interval = train_time_interval
+        self._saved_step = -1
+        self._saved_at = time.monotonic()
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._saved_at = time.monotonic()
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.global_step == self._saved_step:  # micro-batches of one accumulated step
+            return
+        if self.every_n_train_steps:
+            due = trainer.global_step % self.every_n_train_steps == 0
+        elif self.train_time_interval:
+            elapsed = time.monotonic() - self._saved_at
+            # rank zero's clock decides: every process must take part in the save
+            due = trainer.strategy.broadcast(elapsed >= self.train_time_interval.total_seconds())
+        else:
+            return
+        if due:
+            self._save(trainer)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._save(trainer)
+
+    def _save(self, trainer: Trainer) -> None:
+        if trainer.fast_dev_run:
+            return
+        trainer.save_checkpoint(self.path)
+        self._saved_step, self._saved_at = trainer.global_step, time.monotonic()
 
 
 class GracefulStop(Callback):
