@@ -13,11 +13,13 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 from itertools import islice
 from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from classicnets.checkpoints import AtomicCheckpointIO, CheckpointError, load_checkpoint
 from classicnets.data import CorruptDatasetError, MNISTDataModule
@@ -105,6 +107,7 @@ def test_training_order_is_a_function_of_seed_and_epoch_and_resumes_mid_epoch() 
 def test_sigkill_mid_epoch_then_resume_auto_ends_bitwise_equal_to_an_uninterrupted_run(
     tmp_path: Path,
 ) -> None:
+    started = time.monotonic()
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     # step checkpoints every 3 steps; SIGKILL when step 7 (epoch 1 of 0..2, 4 steps each) is about to start
     kill = ("+callbacks.kill._target_=tests.signals_at_step.SignalAtStep", "+callbacks.kill.step=7")
@@ -128,6 +131,11 @@ def test_sigkill_mid_epoch_then_resume_auto_ends_bitwise_equal_to_an_uninterrupt
     assert {k: v for k, v in metrics[0].items() if k not in timings} == {
         k: v for k, v in metrics[1].items() if k not in timings
     }
+    # the epoch resumed in its middle is timed from the resume (no `on_train_epoch_start` came for it)
+    events = EventAccumulator(str(killed / "tensorboard"))
+    events.Reload()
+    epoch_seconds = [event.value for event in events.Scalars("perf/epoch_s")]
+    assert len(epoch_seconds) == 3 and max(epoch_seconds) < time.monotonic() - started
 
 
 @pytest.mark.slow

@@ -54,6 +54,10 @@ class TrainingSpeed(Callback):
         self.train_seconds = 0.0
         self.epoch_start = self.segment_start = 0.0
 
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # a run resumed in the middle of an epoch gets no `on_train_epoch_start` for that epoch
+        self.on_train_epoch_start(trainer, pl_module)
+
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.samples, self.train_seconds = 0, 0.0
         self.epoch_start = self.segment_start = time.perf_counter()
