@@ -16,6 +16,7 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 from classicnets.data import CIFAR10DataModule, DatasetNotFoundError, MNISTDataModule
 from classicnets.pipeline import evaluate, train
 from classicnets.tasks import ClassificationTask
+from classicnets.tasks.classification import augmented_logits
 from tests.conftest import CONF_DIR, run_script
 
 # the image models take the data's channels as `in_channels`; `custom` has no class until the user names one
@@ -184,6 +185,18 @@ def test_test_time_flip_treats_an_image_and_its_mirror_alike() -> None:
     assert _test_metrics(flip, images, targets) == pytest.approx(_test_metrics(flip, mirrored, targets))
     with pytest.raises(ValueError, match="test_time_flip=false"):
         flip.test_step((torch.randint(0, 9, (4, 7)), targets[:4]), 0)
+
+
+def test_test_time_shift_averages_the_image_with_its_moved_views() -> None:
+    images = torch.rand(2, 1, 5, 5)
+
+    def top_left_pixel(batch: torch.Tensor) -> torch.Tensor:
+        return batch[:, :, 0, 0]
+
+    # both moved views start at pixel (1, 1): the up-left one through the reflect padding
+    expected = images[:, :, 0, 0] / 2 + images[:, :, 1, 1] / 2
+    assert torch.equal(augmented_logits(top_left_pixel, images, flip=False, shift=1), expected)
+    assert torch.equal(augmented_logits(top_left_pixel, images, flip=False), images[:, :, 0, 0])
 
 
 def test_training_epoch_means_weigh_every_example_once() -> None:

@@ -24,7 +24,7 @@ from classicnets.data.batches import normalize
 from classicnets.data.image_folder import image_files, read_image
 from classicnets.data.text.parallel import PairTokenizer, pad_sequences
 from classicnets.data.text.vocab import UNK_INDEX, Vocabulary, tokenize
-from classicnets.tasks.classification import mirror_averaged_logits
+from classicnets.tasks.classification import augmented_logits
 
 COLUMNS = ("input", "prediction", "probability")
 PROGRESS_FROM = 1000  # inputs from which a progress bar is shown
@@ -48,13 +48,20 @@ class Predictor(Protocol):
 class ImageClassifier:
     """Image files → top-1 class name and its softmax probability, resized and normalised as in training.
 
-    With `test_time_flip` the logits are averaged over each image and its mirror image, as the run tested.
+    With `test_time_flip`/`test_time_shift` the logits are averaged over mirrored and moved views of each image,
+    as the run tested (`augmented_logits`).
     """
 
     def __init__(
-        self, net: nn.Module, state: dict[str, Any], device: torch.device, test_time_flip: bool = False
+        self,
+        net: nn.Module,
+        state: dict[str, Any],
+        device: torch.device,
+        test_time_flip: bool = False,
+        test_time_shift: int = 0,
     ) -> None:
-        self.net, self.device, self.test_time_flip = net, device, test_time_flip
+        self.net, self.device = net, device
+        self.test_time_flip, self.test_time_shift = test_time_flip, test_time_shift
         self.classes = list(state["classes"])
         self.channels, self.image_size = int(state["channels"]), int(state["image_size"])
         self.mean, self.std = state["mean"], state["std"]
@@ -73,7 +80,10 @@ class ImageClassifier:
     @torch.inference_mode()
     def __call__(self, prepared: Sequence[torch.Tensor]) -> list[tuple[str, float]]:
         images = normalize(torch.stack(list(prepared)).to(self.device), self.mean, self.std)
-        logits = mirror_averaged_logits(self.net, images) if self.test_time_flip else self.net(images)
+        if self.test_time_flip or self.test_time_shift:
+            logits = augmented_logits(self.net, images, self.test_time_flip, self.test_time_shift)
+        else:
+            logits = self.net(images)
         probability, index = logits.softmax(dim=1).max(dim=1)
         return [(self.classes[i], p) for i, p in zip(index.tolist(), probability.tolist(), strict=True)]
 
@@ -147,8 +157,11 @@ def predictor_for(checkpoint: dict[str, Any], device: torch.device, beam_width: 
     data = config["data"]["_target_"].rsplit(".", 1)[-1]
     state = checkpoint.get(data) or {}  # Lightning keys a data module's state by its class name
     if task == "ClassificationTask" and "mean" in state:
-        test_time_flip = bool(config["task"].get("test_time_flip", False))
-        return ImageClassifier(restore_net(checkpoint, device), state, device, test_time_flip)
+        flip, shift = (
+            bool(config["task"].get("test_time_flip")),
+            int(config["task"].get("test_time_shift") or 0),
+        )
+        return ImageClassifier(restore_net(checkpoint, device), state, device, flip, shift)
     if task == "ClassificationTask" and state.get("vocabulary"):
         return TextClassifier(restore_net(checkpoint, device), state, device)
     if task == "Seq2SeqTask" and "source_vocab" in state:
