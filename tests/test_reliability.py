@@ -194,11 +194,33 @@ def test_ctrl_c_stops_at_the_step_boundary_with_a_checkpoint(make_config, tmp_pa
         "+callbacks.interrupt.step=2",
         f"+callbacks.interrupt.signum={int(signal.SIGINT)}",
     )
-    with pytest.raises(SystemExit) as stopped:
-        train(make_config(*TINY, *interrupt))
+    # as in a terminal, also where pytest runs as a background job (which starts with SIGINT ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            train(make_config(*TINY, *interrupt))
+        assert (
+            signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        )  # Lightning put the handlers back
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert stopped.value.code == 128 + signal.SIGINT
     assert _last(tmp_path)["global_step"] == 3
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Lightning put the handlers back
+
+
+def test_an_ignored_sigint_stays_ignored(make_config, tmp_path: Path) -> None:
+    interrupt = (
+        "+callbacks.interrupt._target_=tests.signals_at_step.SignalAtStep",
+        "+callbacks.interrupt.step=2",
+        f"+callbacks.interrupt.signum={int(signal.SIGINT)}",
+    )
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # how a shell starts a background job
+    try:
+        train(make_config(*TINY, *interrupt))
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert _last(tmp_path)["global_step"] == 12  # all three epochs: the Ctrl-C did not reach it
 
 
 # ---------------------------------------------------------------- 5. atomic checkpoints, truncated ones

@@ -255,8 +255,10 @@ class GracefulStop(Callback):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
-        # installed after Lightning registered its own, so that its teardown puts back the user's handlers
-        signal.signal(signal.SIGINT, self._forward)
+        # installed after Lightning registered its own, so that its teardown puts back the user's handlers;
+        # an ignored SIGINT stays ignored: shells start background jobs that way, immune to the terminal's Ctrl-C
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            signal.signal(signal.SIGINT, self._forward)
         if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, signal.SIG_IGN, None):
             signal.signal(signal.SIGUSR1, self._forward)
 
