@@ -80,10 +80,7 @@ class ImageClassifier:
     @torch.inference_mode()
     def __call__(self, prepared: Sequence[torch.Tensor]) -> list[tuple[str, float]]:
         images = normalize(torch.stack(list(prepared)).to(self.device), self.mean, self.std)
-        if self.test_time_flip or self.test_time_shift:
-            logits = augmented_logits(self.net, images, self.test_time_flip, self.test_time_shift)
-        else:
-            logits = self.net(images)
+        logits = augmented_logits(self.net, images, self.test_time_flip, self.test_time_shift)
         probability, index = logits.softmax(dim=1).max(dim=1)
         return [(self.classes[i], p) for i, p in zip(index.tolist(), probability.tolist(), strict=True)]
 

@@ -23,8 +23,10 @@ def _metrics(num_classes: int, prefix: str) -> MetricCollection:
     return MetricCollection(metrics, prefix=prefix)
 
 
-def augmented_logits(net: nn.Module, images: torch.Tensor, flip: bool, shift: int = 0) -> torch.Tensor:
-    """The logits of a batch of images averaged over views of it: test-time augmentation.
+def augmented_logits(
+    net: nn.Module, images: torch.Tensor, flip: bool = False, shift: int = 0
+) -> torch.Tensor:
+    """The logits of a batch of images averaged over views of it: test-time augmentation (none: `net(images)`).
 
     `flip` averages each image with its left-right mirror image (for classes that look the same mirrored,
     CIFAR-10's, not digits). `shift` > 0 also takes the images moved by `shift` pixels up-left and down-right
@@ -32,6 +34,8 @@ def augmented_logits(net: nn.Module, images: torch.Tensor, flip: bool, shift: in
     test-time augmentation (Keller Jordan's airbench). The views disagree on the uncertain images, where
     averaging them gains accuracy; the cost is one forward pass per view (2 with `flip`, 3 or 6 with `shift`).
     """
+    if not (flip or shift):
+        return net(images)
     if not (isinstance(images, torch.Tensor) and images.is_floating_point() and images.dim() == 4):
         raise ValueError(
             "test-time augmentation moves and mirrors images (batches of shape N×C×H×W); this run's inputs are "
@@ -93,7 +97,7 @@ class ClassificationTask(Task):
         self, batch: tuple[Any, torch.Tensor], evaluating: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         inputs, targets = batch
-        if evaluating and (self.test_time_flip or self.test_time_shift):
+        if evaluating:
             logits = augmented_logits(self.net, inputs, self.test_time_flip, self.test_time_shift)
         else:
             logits = self(inputs)
