@@ -233,7 +233,7 @@ class LastCheckpoint(Callback):
     def _save(self, trainer: Trainer) -> None:
         if trainer.fast_dev_run:
             return
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # full state: resumable
         self._saved_step, self._saved_at = trainer.global_step, time.monotonic()
 
 
@@ -281,4 +281,4 @@ class GracefulStop(Callback):
             self.received = self.received or signal.SIGTERM
             # during the test after fit, the model holds the best weights and last.ckpt is already complete
             if trainer.state.fn == TrainerFn.FITTING:
-                trainer.save_checkpoint(self.checkpoint_path)
+                trainer.save_checkpoint(self.checkpoint_path, weights_only=False)
