@@ -199,9 +199,8 @@ def test_ctrl_c_stops_at_the_step_boundary_with_a_checkpoint(make_config, tmp_pa
     try:
         with pytest.raises(SystemExit) as stopped:
             train(make_config(*TINY, *interrupt))
-        assert (
-            signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        )  # Lightning put the handlers back
+        # Lightning put the handlers back
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGINT, previous)
     assert stopped.value.code == 128 + signal.SIGINT
