@@ -54,6 +54,15 @@ TINY = (
 )
 
 
+def _signal_at_step(step: int, signum: signal.Signals = signal.SIGKILL) -> tuple[str, ...]:
+    """Overrides that make the run send itself `signum` as training step `step` starts (tests/signals_at_step.py)."""
+    return (
+        "+callbacks.signal._target_=tests.signals_at_step.SignalAtStep",
+        f"+callbacks.signal.step={step}",
+        f"+callbacks.signal.signum={int(signum)}",
+    )
+
+
 def _start(*args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "HYDRA_FULL_ERROR": "1"}
     return subprocess.Popen(
@@ -110,7 +119,7 @@ def test_sigkill_mid_epoch_then_resume_auto_ends_bitwise_equal_to_an_uninterrupt
     started = time.monotonic()
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     # step checkpoints every 3 steps; SIGKILL when step 7 (epoch 1 of 0..2, 4 steps each) is about to start
-    kill = ("+callbacks.kill._target_=tests.signals_at_step.SignalAtStep", "+callbacks.kill.step=7")
+    kill = _signal_at_step(7)
     victim = _start(*TINY, *kill, f"hydra.run.dir={killed}")
     train(compose_config(straight, *TINY))  # meanwhile, in this process
     code, output = _finish(victim)
@@ -152,7 +161,7 @@ def test_sigkill_after_epochs_that_did_not_improve_loses_no_epoch(tmp_path: Path
         "test=false",
         f"hydra.run.dir={tmp_path}",
     )
-    kill = ("+callbacks.kill._target_=tests.signals_at_step.SignalAtStep", "+callbacks.kill.step=6")
+    kill = _signal_at_step(6)
     code, output = _finish(_start(*frozen, *kill))
     assert code == -signal.SIGKILL, output[-3000:]
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best-epoch000.ckpt", "last.ckpt"]
@@ -168,11 +177,7 @@ def test_sigkill_after_epochs_that_did_not_improve_loses_no_epoch(tmp_path: Path
 
 @pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_exits_nonzero_and_the_printed_command_resumes(tmp_path: Path) -> None:
-    term = (
-        "+callbacks.term._target_=tests.signals_at_step.SignalAtStep",
-        "+callbacks.term.step=5",
-        f"+callbacks.term.signum={int(signal.SIGTERM)}",
-    )
+    term = _signal_at_step(5, signal.SIGTERM)
     code, output = _finish(_start(*TINY, *term, f"hydra.run.dir={tmp_path}"))
     assert code == 128 + signal.SIGTERM, output[-3000:]
     last = tmp_path / "checkpoints" / "last.ckpt"
@@ -189,11 +194,7 @@ def test_sigterm_saves_a_checkpoint_exits_nonzero_and_the_printed_command_resume
 
 
 def test_ctrl_c_stops_at_the_step_boundary_with_a_checkpoint(make_config, tmp_path: Path) -> None:
-    interrupt = (
-        "+callbacks.interrupt._target_=tests.signals_at_step.SignalAtStep",
-        "+callbacks.interrupt.step=2",
-        f"+callbacks.interrupt.signum={int(signal.SIGINT)}",
-    )
+    interrupt = _signal_at_step(2, signal.SIGINT)
     # as in a terminal, also where pytest runs as a background job (which starts with SIGINT ignored)
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
@@ -208,11 +209,7 @@ def test_ctrl_c_stops_at_the_step_boundary_with_a_checkpoint(make_config, tmp_pa
 
 
 def test_an_ignored_sigint_stays_ignored(make_config, tmp_path: Path) -> None:
-    interrupt = (
-        "+callbacks.interrupt._target_=tests.signals_at_step.SignalAtStep",
-        "+callbacks.interrupt.step=2",
-        f"+callbacks.interrupt.signum={int(signal.SIGINT)}",
-    )
+    interrupt = _signal_at_step(2, signal.SIGINT)
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # how a shell starts a background job
     try:
         train(make_config(*TINY, *interrupt))
