@@ -18,7 +18,7 @@ from classicnets.data.text.dates import generate_dates, ordinal_suffix, ordinal_
 from classicnets.data.text.parallel import read_pairs
 from classicnets.models import Seq2Seq
 from classicnets.models.attention import ATTENTIONS
-from classicnets.predict_seq2seq import plot_attention, translate
+from classicnets.predict.seq2seq import plot_attention, translate
 from tests.conftest import FAST, run_script
 
 ATTENTION_KINDS = [kind for kind in ATTENTIONS if kind != "none"]
@@ -111,7 +111,8 @@ def test_beam_search_finds_outputs_at_least_as_likely_as_greedy_here() -> None:
 def test_learns_to_reverse_sequences() -> None:
     """A few hundred steps take a small attention model to (nearly) perfect reversal of unseen sequences."""
     torch.manual_seed(0)
-    vocab_size, longest, steps = 12, 6, 250
+    # 400 steps: at 250 the exact match of this seed moved around 0.9 from one torch release to the next
+    vocab_size, longest, steps = 12, 6, 400
 
     def reversal_batch(size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         lengths = torch.randint(2, longest + 1, (size,))
