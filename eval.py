@@ -5,7 +5,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from classicnets.resolvers import register, user_code_importable
+from classicnets.run.config import register, user_code_importable
 
 register()
 user_code_importable()
@@ -19,7 +19,7 @@ def _allow_run_overrides(argv: list[str]) -> list[str]:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
-    from classicnets.pipeline import evaluate
+    from classicnets.run.pipeline import evaluate
 
     evaluate(cfg)
 

@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from classicnets.resolvers import register, user_code_importable
+from classicnets.run.config import register, user_code_importable
 
 register()
 user_code_importable()
@@ -11,7 +11,7 @@ user_code_importable()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
-    from classicnets.predict import predict
+    from classicnets.predict.writer import predict
 
     output = predict(
         cfg.ckpt_path, cfg.input, cfg.output, cfg.batch_size, device=cfg.device, beam_width=cfg.beam_width

@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from classicnets.resolvers import register, user_code_importable
+from classicnets.run.config import register, user_code_importable
 
 register()
 user_code_importable()
@@ -12,8 +12,8 @@ user_code_importable()
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     # imported here so that --help and --cfg answer before torch and Lightning load
-    from classicnets.pipeline import train
-    from classicnets.sweeps import run_job
+    from classicnets.run.pipeline import train
+    from classicnets.sweeps.jobs import run_job
 
     # status.json in the run directory; under -m a failed job returns None and the sweep goes on
     metrics = run_job(cfg, train)

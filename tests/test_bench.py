@@ -13,9 +13,10 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Trainer
 
-from classicnets.callbacks import TrainingSpeed
 from classicnets.data.batches import normalize
-from classicnets.pipeline import NVML_CUDA_CHECK, build, skip_futile_nvml_probe
+from classicnets.run.build import build
+from classicnets.run.callbacks import TrainingSpeed
+from classicnets.run.devices import NVML_CUDA_CHECK, skip_futile_nvml_probe
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ from PIL import Image
 from torch import nn
 
 from classicnets.data import CorruptDatasetError, DatasetNotFoundError, ImageFolderDataModule
-from classicnets.pipeline import train
+from classicnets.run.pipeline import train
 from tests.conftest import make_image_folder
 
 CLASSES = ("bright", "dark", "striped")

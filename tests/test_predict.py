@@ -10,9 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from classicnets.checkpoints import CheckpointError
-from classicnets.pipeline import train
-from classicnets.predict import COLUMNS, ImageClassifier, PredictError, predict
+from classicnets.predict.predictors import ImageClassifier, PredictError
+from classicnets.predict.writer import COLUMNS, predict
+from classicnets.run.checkpoints import CheckpointError
+from classicnets.run.pipeline import train
 from tests.conftest import make_image_folder, run_script
 
 pytestmark = pytest.mark.slow  # train.py, eval.py and predict.py each run in their own process
@@ -122,7 +123,7 @@ def test_predict_with_test_time_flip_sees_an_image_and_its_mirror_alike() -> Non
     plain, flip = (
         ImageClassifier(net, state, torch.device("cpu"), test_time_flip=on) for on in (False, True)
     )
-    [(plain_label, plain_p)], [(mirror_label, mirror_p)] = plain([image]), plain([image.flip(-1)])
+    [(_, plain_p)], [(_, mirror_p)] = plain([image]), plain([image.flip(-1)])
     assert plain_p != pytest.approx(mirror_p)
     [(flip_label, flip_p)], [(flipped_label, flipped_p)] = flip([image]), flip([image.flip(-1)])
     assert flip_label == flipped_label and flip_p == pytest.approx(flipped_p)

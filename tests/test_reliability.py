@@ -21,15 +21,15 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from classicnets.checkpoints import AtomicCheckpointIO, CheckpointError, load_checkpoint
 from classicnets.data import CorruptDatasetError, MNISTDataModule
 from classicnets.data.batches import TensorBatches, keep_batch
 from classicnets.data.idx import read_idx
 from classicnets.data.sampling import ResumableDataLoader
-from classicnets.output_dir import OutputDirError, check_output_dir
-from classicnets.pipeline import evaluate, train
-from classicnets.resume import newest_checkpoint
-from classicnets.run_status import read_status
+from classicnets.run.checkpoints import AtomicCheckpointIO, CheckpointError, load_checkpoint
+from classicnets.run.output_dir import OutputDirError, check_output_dir
+from classicnets.run.pipeline import evaluate, train
+from classicnets.run.resume import newest_checkpoint
+from classicnets.run.status import read_status
 from tests.conftest import ROOT, compose_config
 
 SAMPLE = ROOT / "src" / "classicnets" / "data" / "samples" / "mnist"

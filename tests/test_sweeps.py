@@ -19,10 +19,10 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 from PIL import Image
 
-from classicnets.report import Report
-from classicnets.report import main as report_main
-from classicnets.resolvers import register
-from classicnets.run_status import read_status, write_status
+from classicnets.run.config import register
+from classicnets.run.status import read_status, write_status
+from classicnets.sweeps.report import Report
+from classicnets.sweeps.report import main as report_main
 from tests.conftest import CONF_DIR, run_script
 
 STUDIES = sorted(path.stem for path in (CONF_DIR / "experiment").glob("study_*.yaml"))

@@ -16,7 +16,7 @@ from classicnets.data import AGNewsDataModule, CorruptDatasetError, IMDBDataModu
 from classicnets.data.errors import DatasetNotFoundError
 from classicnets.data.text.batching import BucketBatchSampler
 from classicnets.data.text.vocab import UNK_INDEX
-from classicnets.pipeline import evaluate, train
+from classicnets.run.pipeline import evaluate, train
 from tests.conftest import run_script
 
 WORDS = ["good", "great", "fine", "bad", "awful", "poor", "the", "a", "movie", "film", "plot", "acting"]

@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 from classicnets.data import CIFAR10DataModule, DatasetNotFoundError, MNISTDataModule
-from classicnets.pipeline import evaluate, train
+from classicnets.run.pipeline import evaluate, train
 from classicnets.tasks import ClassificationTask
 from classicnets.tasks.classification import augmented_logits
 from tests.conftest import CONF_DIR, run_script

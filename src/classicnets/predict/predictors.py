@@ -1,13 +1,11 @@
-"""Predictions from a checkpoint on raw inputs: image files, or lines of text for text and seq2seq checkpoints.
+"""One `Predictor` per kind of checkpoint: how to list a path's inputs, prepare one input, and predict a batch.
 
 A checkpoint carries all that is needed: the run's config (to rebuild the network), its weights, and the data
 module's state (resize, normalisation and class names of images; the vocabulary of text). No dataset is read.
-Each task has a `Predictor`: how to list a path's inputs, prepare one input, and predict a prepared batch.
 """
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,18 +14,14 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
-from tqdm import tqdm
 
-from classicnets.callbacks import CHECKPOINT_KEY
-from classicnets.checkpoints import CheckpointError, load_checkpoint
 from classicnets.data.batches import normalize
 from classicnets.data.image_folder import image_files, read_image
 from classicnets.data.text.parallel import PairTokenizer, pad_sequences
 from classicnets.data.text.vocab import UNK_INDEX, Vocabulary, tokenize
+from classicnets.models.seq2seq import Generation
+from classicnets.run.checkpoints import CheckpointError, data_state, network_weights, saved_config
 from classicnets.tasks.classification import augmented_logits
-
-COLUMNS = ("input", "prediction", "probability")
-PROGRESS_FROM = 1000  # inputs from which a progress bar is shown
 
 
 class PredictError(ValueError):
@@ -138,10 +132,14 @@ class Translator:
         return self.tokenizer.encode_source(item) or [UNK_INDEX]
 
     @torch.inference_mode()
-    def __call__(self, prepared: Sequence[list[int]]) -> list[tuple[str, float]]:
+    def generate(self, prepared: Sequence[list[int]], beam_width: int | None = None) -> Generation:
+        """The decoded outputs of a batch of prepared sources (`beam_width` defaults to the translator's)."""
         source = pad_sequences(prepared).to(self.device)
         lengths = torch.tensor([len(ids) for ids in prepared], device=self.device)
-        generation = self.net.generate(source, lengths, beam_width=self.beam_width)
+        return self.net.generate(source, lengths, beam_width=beam_width or self.beam_width)
+
+    def __call__(self, prepared: Sequence[list[int]]) -> list[tuple[str, float]]:
+        generation = self.generate(prepared)
         texts = [self.tokenizer.decode_target(row) for row in generation.tokens.tolist()]
         # the score is the output's summed log-probability: its exponential is the probability of the sequence
         return list(zip(texts, generation.scores.exp().tolist(), strict=True))
@@ -149,10 +147,10 @@ class Translator:
 
 def predictor_for(checkpoint: dict[str, Any], device: torch.device, beam_width: int = 1) -> Predictor:
     """The predictor of the checkpoint's task, told apart by its task and its data module's state."""
-    config = checkpoint[CHECKPOINT_KEY]["config"]
+    config = saved_config(checkpoint)
     task = config["task"]["_target_"].rsplit(".", 1)[-1]
     data = config["data"]["_target_"].rsplit(".", 1)[-1]
-    state = checkpoint.get(data) or {}  # Lightning keys a data module's state by its class name
+    state = data_state(checkpoint)
     if task == "ClassificationTask" and "mean" in state:
         flip, shift = (
             bool(config["task"].get("test_time_flip")),
@@ -171,62 +169,6 @@ def predictor_for(checkpoint: dict[str, Any], device: torch.device, beam_width: 
 
 def restore_net(checkpoint: dict[str, Any], device: torch.device) -> nn.Module:
     """The task's network, built from the saved (resolved) model config with the trained weights, in eval mode."""
-    net = instantiate(OmegaConf.create(checkpoint[CHECKPOINT_KEY]["config"]["model"]))
-    weights = {
-        key.removeprefix("net."): value
-        for key, value in checkpoint["state_dict"].items()
-        if key.startswith("net.")
-    }
-    net.load_state_dict(weights)
+    net = instantiate(OmegaConf.create(saved_config(checkpoint)["model"]))
+    net.load_state_dict(network_weights(checkpoint))
     return net.to(device).eval()
-
-
-def predict(
-    ckpt_path: str | Path,
-    input_path: str | Path,
-    output: str | Path,
-    batch_size: int = 256,
-    device: str = "auto",
-    beam_width: int = 1,
-) -> Path:
-    """Write `input,prediction,probability` rows for every input below `input_path` to the CSV `output`.
-
-    Rows are flushed a batch at a time, so an unreadable input stops the run without losing those before it.
-    """
-    chosen = (
-        torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if device == "auto"
-        else torch.device(device)
-    )
-    input_path, output = Path(input_path).expanduser(), Path(output).expanduser()
-    if not input_path.exists():
-        raise PredictError(f"input {input_path} does not exist")
-    predictor = predictor_for(load_checkpoint(ckpt_path), chosen, beam_width)
-    items = predictor.inputs(input_path)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with open(output, "w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file)
-        writer.writerow(COLUMNS)
-        written = 0
-        with tqdm(total=len(items), unit="input", disable=len(items) < PROGRESS_FROM) as progress:
-            for start in range(0, len(items), batch_size):
-                batch = items[start : start + batch_size]
-                prepared, error = [], None
-                for item in batch:
-                    try:
-                        prepared.append(predictor.prepare(item))
-                    except (ValueError, OSError) as failure:
-                        error = failure
-                        break
-                if prepared:
-                    rows = predictor(prepared)
-                    done = zip(batch[: len(rows)], rows, strict=True)
-                    writer.writerows((str(item), label, f"{p:.6f}") for item, (label, p) in done)
-                    file.flush()
-                    written += len(rows)
-                    progress.update(len(rows))
-                if error is not None:
-                    raise PredictError(
-                        f"{error}\nThe {written} predictions before it are in {output}."
-                    ) from error
-    return output

@@ -10,46 +10,34 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from hydra.utils import get_class
-from omegaconf import OmegaConf
-from torch import nn
 
-from classicnets.callbacks import CHECKPOINT_KEY
-from classicnets.checkpoints import CheckpointError, load_checkpoint
-from classicnets.data.text.parallel import PairTokenizer, pad_sequences
-from classicnets.data.text.vocab import EOS_INDEX
-from classicnets.models.seq2seq import Generation
-from classicnets.predict import restore_net
+from classicnets.data.text.vocab import until_end
+from classicnets.predict.predictors import Translator, predictor_for
+from classicnets.run.checkpoints import CheckpointError, load_checkpoint, saved_config
 from classicnets.tasks.visuals import attention_figure
 
 BATCH_SIZE = 256
 
 
-def load_translator(checkpoint_path: str | Path) -> tuple[nn.Module, PairTokenizer]:
-    """The trained network (in eval mode) and the tokenizer saved with it."""
+def load_translator(checkpoint_path: str | Path, beam_width: int = 1) -> Translator:
+    """The checkpoint's network (on the CPU, in eval mode) with the tokenizer saved beside it."""
     checkpoint = load_checkpoint(checkpoint_path)
-    run = OmegaConf.create(checkpoint[CHECKPOINT_KEY]["config"])
-    # Lightning keeps the data module's state under its class name
-    data_state = checkpoint.get(get_class(run.data._target_).__qualname__)
-    if not data_state or "target_vocab" not in data_state:
+    translator = predictor_for(checkpoint, torch.device("cpu"), beam_width)
+    if not isinstance(translator, Translator):
+        config = saved_config(checkpoint)
         raise CheckpointError(
-            f"{checkpoint_path} is not a sequence-to-sequence checkpoint (model {run.model._target_}, data "
-            f"{run.data._target_}): it has no source and target vocabularies"
+            f"{checkpoint_path} is not a sequence-to-sequence checkpoint (model {config['model']['_target_']}, "
+            f"data {config['data']['_target_']}): it has no source and target vocabularies"
         )
-    return restore_net(checkpoint, torch.device("cpu")), PairTokenizer.from_state_dict(data_state)
+    return translator
 
 
-def _encode(tokenizer: PairTokenizer, sources: Sequence[str]) -> list[list[int]]:
-    encoded = [tokenizer.encode_source(text) for text in sources]
+def _encode(translator: Translator, sources: Sequence[str]) -> list[list[int]]:
+    encoded = [translator.tokenizer.encode_source(text) for text in sources]
     empty = [repr(text) for text, ids in zip(sources, encoded, strict=True) if not ids]
     if empty:
         raise ValueError(f"nothing to translate in {', '.join(empty)}: every source needs at least one token")
     return encoded
-
-
-def _generate(net: nn.Module, encoded: Sequence[list[int]], beam_width: int) -> Generation:
-    lengths = torch.tensor([len(ids) for ids in encoded])
-    return net.generate(pad_sequences(encoded), lengths, beam_width=beam_width)
 
 
 def translate(
@@ -57,13 +45,13 @@ def translate(
 ) -> list[tuple[str, float]]:
     """Each source text → (output text, its log-probability under the model), decoded greedily or by beam
     search."""
-    net, tokenizer = load_translator(checkpoint_path)
-    encoded = _encode(tokenizer, sources)
+    translator = load_translator(checkpoint_path, beam_width)
+    encoded = _encode(translator, sources)
     results = []
     for start in range(0, len(encoded), BATCH_SIZE):
-        generation = _generate(net, encoded[start : start + BATCH_SIZE], beam_width)
+        generation = translator.generate(encoded[start : start + BATCH_SIZE])
         results += [
-            (tokenizer.decode_target(tokens), float(score))
+            (translator.tokenizer.decode_target(tokens), float(score))
             for tokens, score in zip(generation.tokens.tolist(), generation.scores, strict=True)
         ]
     return results
@@ -71,15 +59,16 @@ def translate(
 
 def plot_attention(checkpoint_path: str | Path, sources: Sequence[str], path: str | Path) -> None:
     """Save one image with a heatmap per source: input tokens × the greedily generated output tokens."""
-    net, tokenizer = load_translator(checkpoint_path)
-    encoded = _encode(tokenizer, sources)
-    generation = _generate(net, encoded, beam_width=1)
+    translator = load_translator(checkpoint_path)
+    encoded = _encode(translator, sources)
+    generation = translator.generate(encoded, beam_width=1)
     if generation.attention is None:
         raise ValueError(f"{checkpoint_path}: the model has no attention (model.attention=none)")
-    source_tokens, target_tokens = tokenizer.source_vocab.tokens, tokenizer.target_vocab.tokens
+    source_tokens = translator.tokenizer.source_vocab.tokens
+    target_tokens = translator.tokenizer.target_vocab.tokens
     examples = []
     for ids, tokens, weights in zip(encoded, generation.tokens.tolist(), generation.attention, strict=True):
-        output = tokens[: tokens.index(EOS_INDEX) + 1] if EOS_INDEX in tokens else tokens
+        output = until_end(tokens, include_end=True)
         labels = [source_tokens[i] for i in ids], [target_tokens[i] for i in output]
         examples.append((*labels, weights[: len(output), : len(ids)]))
     attention_figure(examples).savefig(path, dpi=120)

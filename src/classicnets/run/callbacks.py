@@ -1,4 +1,11 @@
-"""Callbacks the pipeline adds to every run."""
+"""Callbacks of the run layer.
+
+Two routes lead here. `conf/callbacks/default.yaml` lists the optional ones (with Lightning's own): `LastCheckpoint`
+and `TrainingSpeed` are configured there like any other callback, and a user's callback is added the same way
+(README, "Add a callback"). The pipeline always adds `RunRecordInCheckpoint`, `RngStates`, `FiniteLoss` and
+`GracefulStop` itself: what `eval.py`, `predict.py`, `resume=auto` and `nan_policy` promise depends on them, so
+no config can leave them out.
+"""
 
 from __future__ import annotations
 
@@ -19,15 +26,14 @@ from lightning.pytorch.utilities.data import extract_batch_size
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.optim import Optimizer
 
-from classicnets import __version__
+from classicnets.run.checkpoints import record_run
 
-CHECKPOINT_KEY = "classicnets"
 NAN_POLICIES = ("stop", "skip")
 
 log = logging.getLogger(__name__)
 
 
-class ConfigInCheckpoint(Callback):
+class RunRecordInCheckpoint(Callback):
     """Stores the run's resolved config in every checkpoint, so eval/predict rebuild the run from the file alone.
 
     Plain containers only: checkpoints must load with `torch.load(weights_only=True)`.
@@ -39,7 +45,7 @@ class ConfigInCheckpoint(Callback):
     def on_save_checkpoint(
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        checkpoint[CHECKPOINT_KEY] = {"config": self.config, "version": __version__}
+        record_run(checkpoint, self.config)
 
 
 class TrainingSpeed(Callback):

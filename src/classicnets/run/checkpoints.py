@@ -1,4 +1,10 @@
-"""Checkpoint files: written atomically, read safely (tensors and plain containers only), errors that name the file."""
+"""The checkpoint format, owned here: what a classicnets checkpoint holds besides Lightning's own keys, how it is
+written (atomically) and read (tensors and plain containers only, with errors that name the file).
+
+A checkpoint is Lightning's dictionary plus, under `RUN_KEY`, the run's resolved config and the classicnets
+version that wrote it. Lightning keeps the data module's state (class names, normalisation, vocabularies) under
+the data module's class name; `data_state` finds it from the saved config.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,9 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from classicnets.callbacks import CHECKPOINT_KEY
+from classicnets import __version__
+
+RUN_KEY = "classicnets"
 
 # what the project's own configs instantiate; any other `_target_` in a checkpoint's saved config must be the
 # user's own code: importable, but neither built into Python nor from its standard library or installed packages
@@ -43,15 +51,45 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(
             f"{path} is not a readable checkpoint (truncated or corrupt?): {type(error).__name__}: {error}"
         ) from error
-    if not isinstance(checkpoint, dict) or CHECKPOINT_KEY not in checkpoint or "state_dict" not in checkpoint:
+    if not isinstance(checkpoint, dict) or RUN_KEY not in checkpoint or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path} is not a classicnets training checkpoint (no saved run config in it)")
-    if untrusted := [t for t in _targets(checkpoint[CHECKPOINT_KEY].get("config")) if not _trusted(t)]:
+    if untrusted := [t for t in _targets(checkpoint[RUN_KEY].get("config")) if not _trusted(t)]:
         raise CheckpointError(
             f"refusing to use {path}: its saved config names {', '.join(sorted(set(untrusted)))} as `_target_`, "
             "which is neither part of classicnets' configs nor a module of your own (one importable from outside "
             "the standard library and the installed packages). Rebuilding the run would import and call it."
         )
     return checkpoint
+
+
+def record_run(checkpoint: dict[str, Any], config: dict[str, Any]) -> None:
+    """Add the run's resolved config (plain containers) to a checkpoint Lightning is about to write."""
+    checkpoint[RUN_KEY] = {"config": config, "version": __version__}
+
+
+def saved_config(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The resolved config of the run that wrote `checkpoint` (a plain dictionary)."""
+    return checkpoint[RUN_KEY]["config"]
+
+
+def data_state_key(data_target: str) -> str:
+    """Where Lightning keeps a data module's `state_dict()` in a checkpoint: under its class's qualified name,
+    which for a module-level class is its name."""
+    return data_target.rsplit(".", 1)[-1]
+
+
+def data_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The saved state of the run's data module; empty when it saved none."""
+    return checkpoint.get(data_state_key(saved_config(checkpoint)["data"]["_target_"])) or {}
+
+
+def network_weights(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The backbone's `state_dict` inside the task's (tasks keep it as `net`)."""
+    return {
+        key.removeprefix("net."): value
+        for key, value in checkpoint["state_dict"].items()
+        if key.startswith("net.")
+    }
 
 
 def _targets(config: Any) -> list[str]:

@@ -5,7 +5,7 @@ import sys
 
 from omegaconf import OmegaConf
 
-from classicnets.sweeps import gpu_count
+from classicnets.run.devices import gpu_count
 
 
 def register() -> None:

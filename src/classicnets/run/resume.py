@@ -13,8 +13,8 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
-from classicnets.checkpoints import CheckpointError, load_checkpoint
-from classicnets.run_status import write_status
+from classicnets.run.checkpoints import CheckpointError, load_checkpoint
+from classicnets.run.status import write_status
 
 log = logging.getLogger(__name__)
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
 
-STATUS_FILE = "status.json"
+from classicnets.run.files import STATUS_FILE, write_json
+
 STATUSES = ("running", "completed", "failed", "diverged", "interrupted")
 
 
@@ -24,8 +26,6 @@ def write_status(output_dir: str | os.PathLike, status: str, reason: str | None 
     """
     if status not in STATUSES:
         raise ValueError(f"unknown run status {status!r}; expected one of {', '.join(STATUSES)}")
-    path = Path(output_dir) / STATUS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
     record = {
         **(read_status(output_dir) or {}),
         **extra,
@@ -33,11 +33,7 @@ def write_status(output_dir: str | os.PathLike, status: str, reason: str | None 
         "reason": reason,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    # write-then-rename: a report reading a running sweep never sees half a file
-    temporary = path.with_name(f".{STATUS_FILE}.{os.getpid()}")
-    temporary.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    temporary.replace(path)
-    return path
+    return write_json(Path(output_dir) / STATUS_FILE, record)
 
 
 def read_status(output_dir: str | os.PathLike) -> dict[str, Any] | None:
@@ -48,3 +44,19 @@ def read_status(output_dir: str | os.PathLike) -> dict[str, Any] | None:
     except (FileNotFoundError, json.JSONDecodeError):
         return None
     return record if isinstance(record, dict) and "status" in record else None
+
+
+def process_alive(pid: int, host: str | None = None) -> bool:
+    """Whether process `pid` of `host` (this machine when None) still runs; a process of another machine
+    cannot be asked, and counts as alive."""
+    if host is not None and host != socket.gethostname():
+        return True
+    if int(pid) <= 0:  # 0 and negative ids name process groups, not a process
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by someone else
+    return True

@@ -1,4 +1,4 @@
-"""A sweep, compared: `python -m classicnets.report <sweep_dir>` (or `classicnets-report`).
+"""A sweep, compared: `python -m classicnets.sweeps.report <sweep_dir>` (or `classicnets-report`).
 
 Reads every job's overrides (`.hydra/overrides.yaml`), final metrics (`metrics.json`), outcome (`status.json`)
 and validation curve (TensorBoard events, else the CSV logger's file), and writes into the sweep directory:
@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
-import os
 import re
-import socket
 import statistics
 import time
 from collections.abc import Sequence
@@ -24,7 +21,8 @@ from pathlib import Path
 
 import yaml
 
-from classicnets.run_status import read_status
+from classicnets.run.files import CONFIG_FILE, METRICS_FILE, OVERRIDES_FILE, STATUS_FILE, read_metrics
+from classicnets.run.status import process_alive, read_status
 
 REPORT_NAME = "report"
 # final metrics shown in the Markdown table next to the optimized one (the CSV has them all)
@@ -54,16 +52,16 @@ class Job:
 
 def find_jobs(root: Path) -> list[Path]:
     """The run directories under `root` (a sweep), or `root` itself when it is one run."""
-    if (root / ".hydra").is_dir():
+    if (root / OVERRIDES_FILE).is_file():
         return [root]
-    found = {path.parent.parent for path in root.rglob(".hydra/overrides.yaml")}
+    found = {path.parent.parent for path in root.rglob(OVERRIDES_FILE)}
     return sorted(found, key=lambda p: [int(s) if s.isdigit() else s for s in re.split(r"(\d+)", str(p))])
 
 
 def read_job(path: Path, root: Path, curve_metric: str) -> Job:
-    overrides = _overrides(path / ".hydra" / "overrides.yaml")
-    metrics_file = path / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    overrides = _overrides(path / OVERRIDES_FILE)
+    metrics_file = path / METRICS_FILE
+    metrics = read_metrics(path)
     scalars = read_scalars(path)
     if not metrics:  # still running, or stopped early: what it has logged so far
         metrics = {tag: values[-1] for tag, values in scalars.items() if tag.startswith(("val/", "test/"))}
@@ -73,7 +71,7 @@ def read_job(path: Path, root: Path, curve_metric: str) -> Job:
         status = "killed"
     wall_time = recorded.get("wall_time_s")
     if wall_time is None and status == "running":
-        wall_time = time.time() - path.joinpath("status.json").stat().st_ctime
+        wall_time = time.time() - path.joinpath(STATUS_FILE).stat().st_ctime
     # train/loss_epoch: the name of the epoch mean in runs made before it was logged as train/loss
     epochs = scalars.get("train/loss") or scalars.get("train/loss_epoch") or scalars.get(curve_metric) or []
     return Job(
@@ -98,15 +96,7 @@ def _overrides(path: Path) -> dict[str, str]:
 
 def _stopped(recorded: dict) -> bool:
     """A `running` record of a process of this machine that no longer exists: killed without a word."""
-    if recorded.get("host") != socket.gethostname() or not recorded.get("pid"):
-        return False
-    try:
-        os.kill(int(recorded["pid"]), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return bool(recorded.get("pid")) and not process_alive(recorded["pid"], recorded.get("host"))
 
 
 def read_scalars(run_dir: Path) -> dict[str, list[float]]:
@@ -149,7 +139,7 @@ def swept_parameters(jobs: list[Job]) -> tuple[list[str], dict[str, str]]:
 def optimized_metric(paths: list[Path]) -> str:
     """The `optimized_metric` of the runs' configs (what train.py returns to the sweeper)."""
     for path in paths:
-        config = path / ".hydra" / "config.yaml"
+        config = path / CONFIG_FILE
         if config.is_file():
             value = (yaml.safe_load(config.read_text()) or {}).get("optimized_metric")
             if value:

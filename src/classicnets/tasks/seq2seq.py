@@ -10,17 +10,10 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.text import BLEUScore
 
-from classicnets.data.text.vocab import EOS_INDEX, PAD_INDEX
+from classicnets.data.text.vocab import PAD_INDEX, until_end
 from classicnets.tasks.base import OptimizerFactory, SchedulerFactory, Task
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-
-
-def _until_end(ids: torch.Tensor, include_end: bool = False) -> list[int]:
-    """A row of ids → the tokens before the first end token (or up to and including it); a row without one
-    was cut by the length limit and is kept whole."""
-    tokens = ids.tolist()
-    return tokens[: tokens.index(EOS_INDEX) + include_end] if EOS_INDEX in tokens else tokens
 
 
 class SequenceMetrics(nn.Module):
@@ -47,8 +40,8 @@ class SequenceMetrics(nn.Module):
         self.token_acc.update((same & real).sum() / real.sum(), weight=real.sum())
         self.exact_match.update(same.all(dim=1).float())
         self.bleu.update(
-            [" ".join(map(str, _until_end(row))) for row in generated],
-            [[" ".join(map(str, _until_end(row)))] for row in references],
+            [" ".join(map(str, until_end(row.tolist()))) for row in generated],
+            [[" ".join(map(str, until_end(row.tolist())))] for row in references],
         )
 
     def compute(self, prefix: str) -> dict[str, torch.Tensor]:
@@ -161,9 +154,9 @@ class Seq2SeqTask(Task):
     def _keep_examples(self, batch: Batch, outputs: torch.Tensor, attention: torch.Tensor | None) -> None:
         source, lengths, target = batch
         for row in range(min(len(source), self.num_examples - len(self.examples))):
-            output = _until_end(outputs[row], include_end=True)
+            output = until_end(outputs[row].tolist(), include_end=True)
             weights = None if attention is None else attention[row, : len(output), : int(lengths[row])].cpu()
-            reference = _until_end(target[row, 1:], include_end=True)
+            reference = until_end(target[row, 1:].tolist(), include_end=True)
             self.examples.append(
                 Example(source[row, : int(lengths[row])].tolist(), reference, output, weights)
             )

@@ -34,6 +34,13 @@ def tokenize(text: str, level: str = "word", lowercase: bool = True) -> list[str
     raise ValueError(f"unknown tokenization level {level!r}; valid choices: word, char, whitespace")
 
 
+def until_end(ids: Sequence[int], include_end: bool = False) -> list[int]:
+    """A row of generated ids → the tokens before the first end token (or up to and including it); a row without
+    one was cut by the length limit and is kept whole."""
+    tokens = list(ids)
+    return tokens[: tokens.index(EOS_INDEX) + include_end] if EOS_INDEX in tokens else tokens
+
+
 @dataclass(frozen=True)
 class Vocabulary:
     """Token ↔ id table; ids 0..3 are the special tokens."""
