@@ -1,0 +1,29 @@
+"""The figures of the benchmark, one module each, in the table that `bench/run.py` runs.
+
+A figure module defines
+
+- `NUMBER`: its number in bench/README.md and in results.json;
+- `TITLE`: what it measures, in a few words;
+- `NEEDS`: a folder under `--data-dir` without which the figure is skipped (with a note), or None;
+- `run(bench: core.Bench) -> Record | list[Record]`: measures it and returns its record(s) (`core.figure`).
+
+To add a figure, write `figN_what.py` and add it to `FIGURES` below.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from . import (
+    fig1_loop,
+    fig2_data_path,
+    fig3_end_to_end,
+    fig4_start_up,
+    fig5_resnet,
+    fig6_recurrent,
+)
+
+FIGURES: dict[int, ModuleType] = {
+    module.NUMBER: module
+    for module in (fig1_loop, fig2_data_path, fig3_end_to_end, fig4_start_up, fig5_resnet, fig6_recurrent)
+}
