@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from classicnets.data import MNISTDataModule
+
 
 class SignalAtStep(Callback):
     """Sends `signum` (default SIGKILL: no handler, no cleanup) to this process when `global_step == step`."""
@@ -38,3 +40,31 @@ class NaNInputAtStep(Callback):
     ) -> None:
         if trainer.global_step == self.step:
             batch[0].fill_(torch.nan)
+
+
+class SignalAtEvaluationBatch(Callback):
+    """Sends `signum` to this process as batch `batch` of a validation (`phase="validation"`, the sanity check
+    included) or of the test (`phase="test"`) starts."""
+
+    def __init__(self, phase: str, batch: int = 0, signum: int = signal.SIGINT) -> None:
+        self.phase, self.batch, self.signum = phase, batch, signum
+
+    def on_validation_batch_start(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+        if self.phase == "validation" and args[1] == self.batch:
+            os.kill(os.getpid(), self.signum)
+
+    def on_test_batch_start(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+        if self.phase == "test" and args[1] == self.batch:
+            os.kill(os.getpid(), self.signum)
+
+
+class SignalledInSetup(MNISTDataModule):
+    """MNIST that receives `signum` while it reads its data (`data._target_=…`), before any training."""
+
+    def __init__(self, *args: Any, signum: int = signal.SIGINT, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.signum = signum
+
+    def setup(self, stage: str | None = None) -> None:
+        os.kill(os.getpid(), self.signum)
+        super().setup(stage)

@@ -149,10 +149,10 @@ def test_sigkill_mid_epoch_then_resume_auto_ends_bitwise_equal_to_an_uninterrupt
 
 @pytest.mark.slow
 def test_sigkill_after_epochs_that_did_not_improve_loses_no_epoch(tmp_path: Path) -> None:
-    # learning rate 0: validation never beats epoch 0, so no best checkpoint is written after it
+    # a learning rate of 1e-12 (0 is refused): validation never beats epoch 0, so no best checkpoint follows it
     frozen = (
         "model=mlp",
-        "optimizer.lr=0",
+        "optimizer.lr=1e-12",
         "data.source=sample",
         "trainer.max_epochs=3",
         "trainer.limit_train_batches=3",
