@@ -48,13 +48,17 @@ class SignalAtEvaluationBatch(Callback):
 
     def __init__(self, phase: str, batch: int = 0, signum: int = signal.SIGINT) -> None:
         self.phase, self.batch, self.signum = phase, batch, signum
+        self.sent = False
 
     def on_validation_batch_start(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
-        if self.phase == "validation" and args[1] == self.batch:
-            os.kill(os.getpid(), self.signum)
+        self._send("validation", args[1])
 
     def on_test_batch_start(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
-        if self.phase == "test" and args[1] == self.batch:
+        self._send("test", args[1])
+
+    def _send(self, phase: str, batch: int) -> None:
+        if phase == self.phase and batch == self.batch and not self.sent:
+            self.sent = True  # once: a second Ctrl-C means "quit without saving"
             os.kill(os.getpid(), self.signum)
 
 

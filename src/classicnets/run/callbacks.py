@@ -266,6 +266,8 @@ class GracefulStop(Callback):
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._route_signals()
+        if trainer.received_sigterm:  # during the sanity check's last batch, which does not stop by itself
+            raise SIGTERMException
 
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._route_signals()
