@@ -188,7 +188,11 @@ def test_a_run_directory_with_an_earlier_run_is_refused_unless_continued_or_over
         claim_run_dir(run, ckpt_path=_checkpoint(project, "text_run"))
 
     earlier = hashes(run / "checkpoints")
+    (run / "test").mkdir()
+    (run / "test" / "metrics.json").write_text("{}")  # what the eval.py command printed after a Ctrl-C wrote
+    (run / "notes.txt").write_text("the user's own file")
     train(_in_process(run, *_image_run(run, project / "images", "model.hidden_sizes=[8]", "overwrite=true")))
+    assert not (run / "test").exists() and (run / "notes.txt").read_text() == "the user's own file"
     names = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert names == ["best-epoch000.ckpt", "last.ckpt"]  # no `-v1` next to the earlier run's
     assert hashes(run / "checkpoints").keys() == earlier.keys() and hashes(run / "checkpoints") != earlier

@@ -49,7 +49,7 @@ def predict(
     )
     predictor = predictor_for(load_checkpoint(ckpt_path), chosen, beam_width)
     items = predictor.inputs(input_path)
-    if any(isinstance(item, Path) and _same(item, output) for item in items):
+    if output.exists() and any(isinstance(item, Path) and _same(item, output) for item in items):
         raise PredictError(f"output={output} is one of the inputs: predict never writes over its inputs")
     output.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".partial")

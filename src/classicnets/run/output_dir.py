@@ -11,7 +11,7 @@ from pathlib import Path
 
 from classicnets.errors import UserError
 from classicnets.run.devices import launched_rank
-from classicnets.run.files import CHECKPOINT_DIR, HYDRA_DIR, METRICS_FILE, STATUS_FILE
+from classicnets.run.files import CHECKPOINT_DIR, HYDRA_DIR, METRICS_FILE, STATUS_FILE, TEST_DIR
 from classicnets.run.status import read_status
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,9 @@ def check_output_dir(output_dir: str | Path, parameter_bytes: int) -> None:
 
 def earlier_run_files(output_dir: str | Path, hydra_written: bool) -> list[Path]:
     """The files by which an earlier run in `output_dir` is recognised: its status, metrics, checkpoints,
-    logger folders (TensorBoard events, CSV metrics) and, unless Hydra has written this run's own already
-    (`hydra_written`), its `.hydra/` configs and job log. Other files in the folder are not a run's."""
+    logger folders (TensorBoard events, CSV metrics), the metrics of its `test/` folder and, unless Hydra has
+    written this run's own already (`hydra_written`), its `.hydra/` configs and job log. Other files in the
+    folder are not a run's."""
     output_dir = Path(output_dir)
     found = [output_dir / name for name in (STATUS_FILE, METRICS_FILE) if (output_dir / name).is_file()]
     status_file = output_dir / STATUS_FILE
@@ -63,6 +64,7 @@ def earlier_run_files(output_dir: str | Path, hydra_written: bool) -> list[Path]
         found.remove(status_file)  # this run's own record (sweeps/jobs.py)
     found += sorted((output_dir / CHECKPOINT_DIR).glob("*.ckpt")) + sorted(output_dir.glob("hpc_ckpt_*.ckpt"))
     found += sorted(output_dir.glob("*/events.out.tfevents.*")) + sorted(output_dir.glob("*/metrics.csv"))
+    found += sorted(output_dir.glob(f"{TEST_DIR}/{METRICS_FILE}"))
     if not hydra_written:
         found += sorted((output_dir / HYDRA_DIR).glob("*.yaml")) + sorted(output_dir.glob("*.log"))
     return found
@@ -103,6 +105,7 @@ def discard_earlier_run(output_dir: Path, hydra_written: bool) -> None:
     from classicnets.data.text.datamodule import VOCAB_FILE  # only here: it imports torch
 
     files = earlier_run_files(output_dir, hydra_written)
+    # logger folders, and the folder of the test the printed eval.py command ran after a Ctrl-C
     logger_folders = {path.parent for path in files if path.parent.parent == output_dir} - {
         output_dir / CHECKPOINT_DIR,
         output_dir / HYDRA_DIR,

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from classicnets.errors import ConfigError
 from classicnets.run.checkpoints import CheckpointError, load_checkpoint
+from classicnets.run.files import TEST_DIR
 from classicnets.run.status import write_status
 from classicnets.run.validate import RESUME_MODES
 
@@ -79,7 +80,7 @@ def test_command(checkpoint: Path, output_dir: Path, data_dir: str | None = None
     arguments = ["python", "eval.py", f"ckpt_path={checkpoint}"]
     if data_dir:
         arguments.append(f"paths.data_dir={data_dir}")
-    return shlex.join([*arguments, f"hydra.run.dir={output_dir / 'test'}"])
+    return shlex.join([*arguments, f"hydra.run.dir={output_dir / TEST_DIR}"])
 
 
 def report_interrupted(
