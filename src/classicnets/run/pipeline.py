@@ -110,9 +110,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     checkpoint = load_checkpoint(cfg.ckpt_path)
     run = OmegaConf.create(saved_config(checkpoint))
     if ignored := [key for key in REBUILT_FROM_CHECKPOINT if key in cfg]:
+        held = describe_model(saved_config(checkpoint))
         raise ConfigError(
-            f"{', '.join(ignored)}: eval.py rebuilds the run the checkpoint holds ({describe_model(saved_config(checkpoint))}); only "
-            "data.<key>=… and task.<key>=… change it. Drop the override, or evaluate a checkpoint of that model."
+            f"{', '.join(ignored)}: eval.py rebuilds the run the checkpoint holds ({held}); only data.<key>=… "
+            "and task.<key>=… change it. Drop the override, or evaluate a checkpoint of that model."
         )
     if "data_dir" in run.data:
         run.data.data_dir = cfg.paths.data_dir

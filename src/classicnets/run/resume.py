@@ -74,7 +74,7 @@ def resume_command(output_dir: Path) -> str:
     return shlex.join(["python", script, *overrides, f"hydra.run.dir={output_dir}", "resume=auto"])
 
 
-def test_command(checkpoint: Path, output_dir: Path, data_dir: str | None = None) -> str:
+def eval_command(checkpoint: Path, output_dir: Path, data_dir: str | None = None) -> str:
     """The command that tests `checkpoint` as the run's test phase would have: eval.py, writing into the run's
     `test/` folder (`paths.data_dir` where the run read its data from one)."""
     arguments = ["python", "eval.py", f"ckpt_path={checkpoint}"]
@@ -100,7 +100,7 @@ def report_interrupted(
     """
     received = received or signal.SIGTERM
     if phase == "test":
-        command = test_command(checkpoint, output_dir, data_dir)
+        command = eval_command(checkpoint, output_dir, data_dir)
         message = f"stopped during the test; training had finished, its best checkpoint is {checkpoint}"
         then, extra = "To test it, run", {"checkpoint": str(checkpoint), "finish": command}
     else:
