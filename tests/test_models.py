@@ -7,13 +7,14 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from classicnets import models
-from classicnets.models import CifarResNet, LeNet5, ResNet
+from classicnets.models import CifarResNet, CifarStemResNet, LeNet5
 from classicnets.models.cifar_resnet import PadShortcut
 from classicnets.models.layers import make_activation, make_pool
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "model"
 CNN_CLASSES = {
-    f"classicnets.models.{name}" for name in ("MLP", "LeNet5", "AlexNet", "VGG", "ResNet", "CifarResNet")
+    f"classicnets.models.{name}"
+    for name in ("MLP", "LeNet5", "AlexNet", "VGG", "CifarStemResNet", "CifarResNet")
 }
 CNN_CONFIGS = sorted(
     path for path in CONF_DIR.glob("*.yaml") if OmegaConf.load(path).get("_target_") in CNN_CLASSES
@@ -100,7 +101,7 @@ def test_option_a_shortcut_subsamples_and_pads() -> None:
 @pytest.mark.parametrize(
     "model",
     [
-        ResNet(10, 3, 32, depth=18, width=8, zero_init_residual=True),
+        CifarStemResNet(10, 3, 32, depth=18, width=8, zero_init_residual=True),
         CifarResNet(10, 3, 32, depth=20, zero_init_residual=True),
     ],
     ids=["resnet18", "resnet20"],
@@ -121,7 +122,7 @@ def test_unknown_pooling_lists_valid_choices() -> None:
 
 
 @pytest.mark.parametrize(
-    ("model_cls", "depth"), [(models.VGG, 15), (ResNet, 50), (CifarResNet, 21), (CifarResNet, 2)]
+    ("model_cls", "depth"), [(models.VGG, 15), (CifarStemResNet, 50), (CifarResNet, 21), (CifarResNet, 2)]
 )
 def test_unsupported_depth_raises(model_cls: type[torch.nn.Module], depth: int) -> None:
     with pytest.raises(ValueError, match="depth"):
