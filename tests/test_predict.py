@@ -200,7 +200,7 @@ def test_predict_text_classification_one_row_per_line(make_config, tmp_path: Pat
 
 def test_predict_seq2seq_one_row_per_line(make_config, tmp_path: Path) -> None:
     cfg = make_config(
-        "model=seq2seq",
+        "experiment=seq2seq",
         "data.num_train=64",
         "data.num_val=8",
         "data.num_test=8",

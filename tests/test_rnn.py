@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 
+from classicnets.data.errors import CorruptDatasetError
+from classicnets.data.text.embeddings import read_glove
 from classicnets.models import RecurrentClassifier
 from classicnets.models.rnn import CELLS, POOLINGS
 from tests.conftest import compose_config
@@ -74,28 +76,50 @@ def test_bad_options_list_the_valid_ones() -> None:
 
 def test_glove_vectors_initialise_the_embeddings(tmp_path: Path) -> None:
     glove = tmp_path / "glove.4d.txt"
-    glove.write_text("the 1 2 3 4\nmovie 0.5 0.5 0.5 0.5\nabsent 9 9 9 9\n")
-    tokens = ["<pad>", "<unk>", "<bos>", "<eos>", "movie", "the", "unseen"]
+    glove.write_text("the 1 2 3 4\nmovie 0.5 0.5 0.5 0.5\nabsent 9 9 9 9\nnew york 7 7 7 7\n")
+    tokens = ["<pad>", "<unk>", "<bos>", "<eos>", "movie", "the", "unseen", "new york"]
     vocab_file = tmp_path / "vocab.json"
     vocab_file.write_text(json.dumps(tokens))
+    vectors = read_glove(glove, vocab_file, dim=4)
+    assert vectors.found.tolist() == [False, False, False, False, True, True, False, True]
     torch.manual_seed(0)
     model = RecurrentClassifier(
-        2, len(tokens), embedding_dim=4, pretrained_embeddings=str(glove), vocabulary=str(vocab_file),
-        freeze_embeddings=True,
-    )  # fmt: skip
+        2, len(tokens), embedding_dim=4, pretrained_embeddings=vectors, freeze_embeddings=True
+    )
     weight = model.embedding.weight
     torch.testing.assert_close(weight[5], torch.tensor([1.0, 2, 3, 4]))
     torch.testing.assert_close(weight[4], torch.full((4,), 0.5))
+    torch.testing.assert_close(weight[7], torch.full((4,), 7.0))  # a word with a space in it
     assert weight[0].abs().sum() == 0  # padding stays zero
     assert weight[6].abs().sum() > 0  # tokens GloVe lacks keep their random start
     assert not weight.requires_grad
 
-    with pytest.raises(ValueError, match=r"glove.4d.txt:1: expected a word and 8 numbers"):
-        RecurrentClassifier(
-            2, len(tokens), embedding_dim=8, pretrained_embeddings=str(glove), vocabulary=tokens
-        )
-    with pytest.raises(ValueError, match="vocabulary"):
-        RecurrentClassifier(2, len(tokens), embedding_dim=4, pretrained_embeddings=str(glove))
+    assert read_glove(None, vocab_file, dim=4) is None
+    with pytest.raises(CorruptDatasetError, match=r"glove.4d.txt:1: expected a word and 8 numbers"):
+        read_glove(glove, tokens, dim=8)
+    with pytest.raises(CorruptDatasetError, match="vocabulary"):
+        read_glove(glove, None, dim=4)
+    with pytest.raises(ValueError, match="shape"):
+        RecurrentClassifier(2, len(tokens), embedding_dim=8, pretrained_embeddings=vectors)
+
+
+def test_glove_path_in_the_config_reaches_the_model(tmp_path: Path) -> None:
+    glove = tmp_path / "glove.4d.txt"
+    glove.write_text("the 1 2 3 4\n")
+    vocab_file = tmp_path / "vocab.json"
+    vocab_file.write_text(json.dumps(["<pad>", "<unk>", "<bos>", "<eos>", "the"]))
+    cfg = compose_config(
+        tmp_path, "model=lstm", "model.embedding_dim=4", f"model.pretrained_embeddings.path={glove}"
+    )
+    cfg.sizes = {
+        "num_classes": 2,
+        "vocab_size": 5,
+        "vocab_file": str(vocab_file),
+        "channels": None,
+        "image_size": None,
+    }
+    model = instantiate(cfg.model)
+    torch.testing.assert_close(model.embedding.weight[4], torch.tensor([1.0, 2, 3, 4]))
 
 
 @pytest.mark.parametrize("config", RECURRENT_CONFIGS)

@@ -229,8 +229,8 @@ def test_dates_are_deterministic_distinct_and_correct() -> None:
     assert not splits["train"] & splits["test"] and not splits["train"] & splits["val"]
 
 
-def test_model_seq2seq_brings_its_task_and_checkpoint_metric(make_config) -> None:
-    cfg = make_config("model=seq2seq")
+def test_experiment_seq2seq_brings_its_task_and_checkpoint_metric(make_config) -> None:
+    cfg = make_config("experiment=seq2seq")
     assert cfg.task._target_ == "classicnets.tasks.Seq2SeqTask"
     assert cfg.data._target_ == "classicnets.data.DatesDataModule"
     assert (cfg.callbacks.model_checkpoint.monitor, cfg.callbacks.model_checkpoint.mode) == (
@@ -238,7 +238,9 @@ def test_model_seq2seq_brings_its_task_and_checkpoint_metric(make_config) -> Non
         "max",
     )
     assert cfg.optimized_metric == "val/exact_match_best"
-    assert make_config("model=seq2seq", "data=parallel_text").data._target_.endswith("ParallelTextDataModule")
+    assert make_config("experiment=seq2seq", "data=parallel_text").data._target_.endswith(
+        "ParallelTextDataModule"
+    )
     assert make_config().callbacks.model_checkpoint.monitor == "val/acc"
 
 
@@ -252,14 +254,14 @@ def test_experiments_differ_only_in_attention(make_config, name: str) -> None:
 
 @pytest.mark.slow
 def test_train_eval_translate_round_trip(tmp_path: Path) -> None:
-    """`model=seq2seq data=parallel_text` trains, `eval.py` re-tests the checkpoint, `translate` predicts."""
+    """`experiment=seq2seq data=parallel_text` trains, `eval.py` re-tests the checkpoint, `translate` predicts."""
     pairs = [f"{a} {b} {c}\t{c} {b} {a}" for a in "abcdef" for b in "ghijk" for c in "lmnop"]
     train = _write(tmp_path / "train.tsv", pairs[::2])
     test = _write(tmp_path / "test.tsv", pairs[1::2])
     run_dir = tmp_path / "run"
     trained = run_script(
         "train.py",
-        "model=seq2seq",
+        "experiment=seq2seq",
         "data=parallel_text",
         f"data.train_file={train}",
         f"data.test_file={test}",

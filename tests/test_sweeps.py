@@ -16,7 +16,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
-from omegaconf import OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 from PIL import Image
 
 from classicnets.run.config import register
@@ -69,6 +69,18 @@ def _covering(jobs: list[list[str]]) -> list[list[str]]:
     return chosen
 
 
+def _leaves(node: DictConfig, prefix: str = "") -> list[tuple[str, object]]:
+    """(dotted key, value) of every plain value under `node` (interpolations left out)."""
+    leaves = []
+    for key in node:
+        value = node._get_node(key)
+        if isinstance(value, DictConfig):
+            leaves += _leaves(value, f"{prefix}{key}.")
+        elif not value._is_interpolation():
+            leaves.append((f"{prefix}{key}", value._value()))
+    return leaves
+
+
 @pytest.mark.parametrize("study", STUDIES)
 def test_every_study_job_composes_and_builds_its_model(study: str) -> None:
     params = _compose(f"experiment={study}").hydra.sweeper.params
@@ -78,8 +90,10 @@ def test_every_study_job_composes_and_builds_its_model(study: str) -> None:
         cfg = _compose(f"experiment={study}", *job)
         chosen = cfg.hydra.runtime.choices
         for key, value in (override.split("=", 1) for override in job):
-            if value.startswith("["):  # several options of a group: each sets the key of its name
-                assert sorted(cfg[key]) == sorted(value.strip("[]").split(",")), (job, key)
+            if value.startswith("["):  # several regularization options: each sets the keys its file names
+                for option in value.strip("[]").split(","):
+                    for path, expected in _leaves(OmegaConf.load(CONF_DIR / key / f"{option}.yaml")):
+                        assert OmegaConf.select(cfg, path) == expected, (job, path)
                 continue
             got = chosen[key] if key in chosen else OmegaConf.select(cfg, key)
             assert str(got) == value, (job, key)

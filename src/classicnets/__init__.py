@@ -1,3 +1,3 @@
 """Classic deep-learning architectures, trained with PyTorch Lightning and composed with Hydra."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -200,21 +200,14 @@ class ImageFolderDataModule(InMemoryImageDataModule):
         val_dir: str | Path | None = None,
         image_size: int | None = None,
         channels: int = 3,
-        batch_size: int = 128,
-        eval_batch_size: int = 1000,
-        val_fraction: float = 0.1,
-        augment: bool = False,
-        crop_padding: int = 4,
-        hflip: bool | None = None,
-        seed: int = 42,
         cache: bool = True,
         cache_dir: str | Path | None = None,
         in_memory_limit_gb: float = 4.0,
         num_workers: int = 4,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            train_dir, batch_size, eval_batch_size, val_fraction, augment, crop_padding, hflip, seed
-        )
+        """`kwargs`: the batching and augmentation settings of `InMemoryImageDataModule`."""
+        super().__init__(train_dir, **kwargs)
         if channels not in (1, 3):
             raise ConfigError(f"data.channels must be 1 (grey) or 3 (RGB), got {channels}")
         self.train_dir = self.data_dir

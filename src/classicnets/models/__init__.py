@@ -2,7 +2,7 @@ from .alexnet import AlexNet
 from .cifar_resnet import CifarResNet
 from .lenet import LeNet5
 from .mlp import MLP
-from .resnet import ResNet
+from .resnet import CifarStemResNet
 from .rnn import RecurrentClassifier
 from .seq2seq import Seq2Seq
 from .vgg import VGG
@@ -12,8 +12,8 @@ __all__ = [
     "VGG",
     "AlexNet",
     "CifarResNet",
+    "CifarStemResNet",
     "LeNet5",
     "RecurrentClassifier",
-    "ResNet",
     "Seq2Seq",
 ]

@@ -92,11 +92,13 @@ class ResNetBase(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-class ResNet(ResNetBase):
-    """ResNet-18/34 (He et al., 2016, "Deep residual learning for image recognition") with the CIFAR stem.
+class CifarStemResNet(ResNetBase):
+    """The ImageNet ResNet-18/34 (He et al., 2016, "Deep residual learning for image recognition", torchvision's
+    `ResNet`) with a CIFAR stem: the network kuangliu/pytorch-cifar trains on CIFAR-10.
 
     Four stages of ``width``, 2×, 4× and 8× ``width`` channels with projection (option B) shortcuts, as in
-    torchvision, but with a 3×3 stride-1 stem and no max pool so that 32×32 inputs keep their resolution.
+    torchvision, but with a 3×3 stride-1 stem and no max pool so that 32×32 inputs keep their resolution. Not the
+    paper's own CIFAR networks (ResNet-20…110: `CifarResNet`), which have three narrower stages.
     ``image_size`` is accepted for a uniform interface only.
     """
 

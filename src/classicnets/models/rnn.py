@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
-from pathlib import Path
-
 import torch
 from torch import nn
+
+from classicnets.models.layers import lookup
 
 CELLS: dict[str, tuple[type[nn.RNNBase], dict[str, str]]] = {
     "rnn_tanh": (nn.RNN, {"nonlinearity": "tanh"}),
@@ -30,41 +28,6 @@ class AttentionPooling(nn.Module):
     def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         scores = self.score(torch.tanh(self.project(states))).squeeze(-1).masked_fill(~mask, float("-inf"))
         return torch.einsum("nt,nth->nh", scores.softmax(dim=1), states)
-
-
-def read_glove(path: str | Path, vocabulary: Sequence[str], dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Vectors for `vocabulary` from a GloVe text file (`word v1 … v_dim` per line).
-
-    Returns the V×dim matrix and a boolean mask of the tokens found; rows of tokens not in the file are zero.
-    """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"pretrained embeddings {path} do not exist (a GloVe text file, e.g. glove.6B.100d.txt)"
-        )
-    index = {token: i for i, token in enumerate(vocabulary)}
-    vectors = torch.zeros(len(vocabulary), dim)
-    found = torch.zeros(len(vocabulary), dtype=torch.bool)
-    with open(path, encoding="utf-8") as file:
-        for number, line in enumerate(file, start=1):
-            fields = line.rstrip().split(" ")
-            # a few of GloVe's words contain spaces, so the vector is the last `dim` fields; the first line
-            # has a plain word, so it tells whether the file's vectors have the size the model wants
-            if len(fields) <= dim or (number == 1 and len(fields) != dim + 1):
-                raise ValueError(
-                    f"{path}:{number}: expected a word and {dim} numbers (embedding_dim={dim}), "
-                    f"got {len(fields)} fields"
-                )
-            token = " ".join(fields[:-dim])
-            if token in index and not found[index[token]]:
-                vectors[index[token]] = torch.tensor([float(x) for x in fields[1:]])
-                found[index[token]] = True
-    return vectors, found
-
-
-def read_vocabulary(path: str | Path) -> list[str]:
-    """A JSON list of tokens, where a token's position is its id (as the text data modules write it)."""
-    return json.loads(Path(path).expanduser().read_text(encoding="utf-8"))
 
 
 def reverse_padded(steps: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -90,9 +53,9 @@ class RecurrentClassifier(nn.Module):
     mean or the max of the top layer's states over the real steps, or additive `attention` pooling. Dropout
     applies to the embeddings, between stacked layers and before the classifier.
 
-    `pretrained_embeddings` names a GloVe text file whose vectors initialise the embedding rows of the tokens
-    in `vocabulary` (a list of tokens, or a JSON file of that list as the text data modules write it);
-    `freeze_embeddings` keeps them fixed.
+    `pretrained_embeddings` is a (V×embedding_dim vectors, V booleans) pair: the rows marked found replace the
+    embedding's initial rows (the data side reads them from a GloVe file, `data.text.embeddings.read_glove`);
+    `freeze_embeddings` keeps the embeddings fixed.
     """
 
     def __init__(
@@ -109,15 +72,12 @@ class RecurrentClassifier(nn.Module):
         bidirectional: bool = False,
         pooling: str = "last",
         padding_idx: int = 0,
-        pretrained_embeddings: str | None = None,
-        vocabulary: str | Sequence[str] | None = None,
+        pretrained_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
         freeze_embeddings: bool = False,
     ) -> None:
         super().__init__()
-        if cell not in CELLS:
-            raise ValueError(f"unknown cell {cell!r}; valid choices: {', '.join(CELLS)}")
-        if pooling not in POOLINGS:
-            raise ValueError(f"unknown pooling {pooling!r}; valid choices: {', '.join(POOLINGS)}")
+        rnn_class, options = lookup(CELLS, cell, "cell")
+        lookup(dict.fromkeys(POOLINGS), pooling, "pooling")
         self.pooling = pooling
         self.padding_idx = padding_idx
         self.hidden_size = hidden_size
@@ -130,11 +90,10 @@ class RecurrentClassifier(nn.Module):
             input_size = channels * image_size
         else:
             self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
-            if pretrained_embeddings:
-                self._load_pretrained(pretrained_embeddings, vocabulary, vocab_size)
+            if pretrained_embeddings is not None:
+                self._load_pretrained(*pretrained_embeddings)
             self.embedding.weight.requires_grad_(not freeze_embeddings)
             input_size = embedding_dim
-        rnn_class, options = CELLS[cell]
         features = hidden_size * (2 if bidirectional else 1)
         # layers[i][0] reads forwards, layers[i][1] (when bidirectional) each sequence reversed
         self.layers = nn.ModuleList(
@@ -152,15 +111,13 @@ class RecurrentClassifier(nn.Module):
     def bidirectional(self) -> bool:
         return len(self.layers[0]) == 2
 
-    def _load_pretrained(self, path: str, vocabulary: str | Sequence[str] | None, vocab_size: int) -> None:
-        if vocabulary is None:
+    def _load_pretrained(self, vectors: torch.Tensor, found: torch.Tensor) -> None:
+        if vectors.shape != self.embedding.weight.shape:
             raise ValueError(
-                "pretrained_embeddings needs the vocabulary they are aligned with (model.vocabulary)"
+                f"pretrained embeddings of shape {tuple(vectors.shape)} for an embedding of shape "
+                f"{tuple(self.embedding.weight.shape)} (vocab_size × embedding_dim)"
             )
-        tokens = read_vocabulary(vocabulary) if isinstance(vocabulary, (str, Path)) else list(vocabulary)
-        if len(tokens) != vocab_size:
-            raise ValueError(f"the vocabulary has {len(tokens)} tokens but vocab_size is {vocab_size}")
-        vectors, found = read_glove(path, tokens, self.embedding.embedding_dim)
+        found = found.clone()
         found[self.padding_idx] = False
         with torch.no_grad():
             self.embedding.weight[found] = vectors[found]

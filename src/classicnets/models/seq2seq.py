@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from classicnets.models.attention import make_attention
+from classicnets.models.layers import lookup
 
 RNNS: dict[str, type[nn.RNNBase]] = {"gru": nn.GRU, "lstm": nn.LSTM}
 # an LSTM's state is (hidden, cell); a GRU's is the hidden state alone
@@ -37,10 +38,9 @@ def _top_hidden(state: State) -> torch.Tensor:
 def _make_rnn(
     cell: str, input_size: int, hidden_size: int, num_layers: int, dropout: float, **kwargs
 ) -> nn.RNNBase:
-    if cell not in RNNS:
-        raise ValueError(f"unknown cell {cell!r}; valid choices: {', '.join(RNNS)}")
+    rnn_class = lookup(RNNS, cell, "cell")
     between_layers = dropout if num_layers > 1 else 0.0  # PyTorch warns when dropout has no layer to act on
-    return RNNS[cell](input_size, hidden_size, num_layers, batch_first=True, dropout=between_layers, **kwargs)
+    return rnn_class(input_size, hidden_size, num_layers, batch_first=True, dropout=between_layers, **kwargs)
 
 
 @dataclass

@@ -17,7 +17,8 @@ from torch import nn
 
 from classicnets.data.batches import normalize
 from classicnets.data.image_folder import image_files, read_image
-from classicnets.data.text.parallel import PairTokenizer, pad_sequences
+from classicnets.data.text.batching import pad_ids
+from classicnets.data.text.parallel import PairTokenizer
 from classicnets.data.text.readers import is_table, not_text_error, open_text, read_table
 from classicnets.data.text.vocab import UNK_INDEX, Vocabulary, tokenize
 from classicnets.errors import UserError
@@ -130,7 +131,7 @@ class TextClassifier:
 
     @torch.inference_mode()
     def __call__(self, prepared: Sequence[list[int]]) -> list[tuple[str, float]]:
-        ids = pad_sequences(prepared).to(self.device)
+        ids = pad_ids(prepared).to(self.device)
         probability, index = self.net(ids).softmax(dim=1).max(dim=1)
         return [(self.classes[i], p) for i, p in zip(index.tolist(), probability.tolist(), strict=True)]
 
@@ -162,7 +163,7 @@ class Translator:
     @torch.inference_mode()
     def generate(self, prepared: Sequence[list[int]], beam_width: int | None = None) -> Generation:
         """The decoded outputs of a batch of prepared sources (`beam_width` defaults to the translator's)."""
-        source = pad_sequences(prepared).to(self.device)
+        source = pad_ids(prepared).to(self.device)
         lengths = torch.tensor([len(ids) for ids in prepared], device=self.device)
         return self.net.generate(source, lengths, beam_width=beam_width or self.beam_width)
 

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import Callback, ProgressBar
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, open_dict
 
+from classicnets.errors import ConfigError
 from classicnets.run.checkpoints import data_state
 from classicnets.tasks import Task
 
-# Keys in a scheduler config that tell Lightning how to step it rather than configure the scheduler itself.
-SCHEDULER_SETTINGS = ("interval", "monitor")
+# the groups whose `_target_` trees become objects here
+BUILT_GROUPS = ("data", "model", "task", "optimizer", "scheduler", "trainer", "callbacks", "logger")
 
 
 def build(cfg: DictConfig, checkpoint: dict[str, Any] | None = None) -> tuple[LightningDataModule, Task]:
@@ -25,6 +27,7 @@ def build(cfg: DictConfig, checkpoint: dict[str, Any] | None = None) -> tuple[Li
     and the model sized as in the run that wrote it; the data module is then set up for the test alone, which
     lets those that can (image folders, text files) leave the training data unread: it may have moved since.
     """
+    check_parameters(cfg)
     datamodule = instantiate(cfg.data)
     if checkpoint is not None and (state := data_state(checkpoint)):
         datamodule.load_state_dict(state)
@@ -37,18 +40,77 @@ def build(cfg: DictConfig, checkpoint: dict[str, Any] | None = None) -> tuple[Li
     if cfg.get("channels_last"):
         # NHWC weights make every convolution run NHWC (inputs are converted inside the first one)
         net = net.to(memory_format=torch.channels_last)
-    task = instantiate(
-        cfg.task, net=net, optimizer=instantiate(cfg.optimizer), **_scheduler(cfg.get("scheduler"))
-    )
+    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    task = instantiate(cfg.task, net=net, optimizer=instantiate(cfg.optimizer), scheduler=scheduler)
     return datamodule, task
 
 
-def _scheduler(cfg: DictConfig | None) -> dict[str, Any]:
-    if not cfg:
-        return {}
-    settings = OmegaConf.to_container(cfg, resolve=True)
-    lightning_keys = {f"scheduler_{key}": settings.pop(key) for key in SCHEDULER_SETTINGS if key in settings}
-    return {"scheduler": instantiate(settings), **lightning_keys}
+def check_parameters(cfg: DictConfig) -> None:
+    """Every key of every `_target_` node must be a parameter of its target, or the value would never take
+    effect (or fail deep inside Hydra): a regularization option sets `model.dropout` whether or not the chosen
+    model has dropout. Checked before any data is read."""
+    for group in BUILT_GROUPS:
+        if cfg.get(group):
+            _check_node(cfg[group], group)
+
+
+def _check_node(node: Any, path: str) -> None:
+    if isinstance(node, ListConfig):
+        for i, item in enumerate(node):
+            _check_node(item, f"{path}[{i}]")
+        return
+    if not isinstance(node, DictConfig):
+        return
+    target = node.get("_target_")
+    if isinstance(target, str):
+        accepted = _parameters(target)
+        unknown = (
+            [key for key in node if not str(key).startswith("_") and key not in accepted]
+            if accepted is not None
+            else []
+        )
+        if unknown:
+            key = unknown[0]
+            raise ConfigError(
+                f"{path}.{key} is set, but {target} has no parameter {key!r} (it takes "
+                f"{', '.join(sorted(accepted)) or 'no keywords'}). Remove the key, or choose a component that has "
+                f"it; a regularization option sets such keys (this run's: {_regularization_choice()})."
+            )
+    for key in node:
+        _check_node(node._get_node(key), f"{path}.{key}")
+
+
+def _parameters(target: str) -> set[str] | None:
+    """The keyword parameters `target` accepts; None when it takes any (`**kwargs` not passed on to a known
+    base). classicnets' own classes pass their `**kwargs` to their base class, whose parameters count too."""
+    try:
+        obj = get_object(target)
+    except Exception:  # an unimportable target fails in `instantiate` with Hydra's own message
+        return None
+    owners = [k for k in obj.__mro__ if "__init__" in vars(k)] if inspect.isclass(obj) else [obj]
+    accepted: set[str] = set()
+    for owner in owners:
+        function = owner.__init__ if inspect.isclass(owner) else owner
+        parameters = inspect.signature(function).parameters.values()
+        accepted |= {p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)} - {"self"}
+        forwards = any(p.kind == p.VAR_KEYWORD for p in parameters)
+        if not forwards:
+            return accepted
+        if not (inspect.isclass(owner) and owner.__module__.startswith("classicnets.")):
+            return None
+    return None
+
+
+def _regularization_choice() -> str:
+    """This run's regularization options, as far as Hydra recorded them (it records no list of options as a
+    choice: the command line's override says it)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return "see regularization="
+    hydra = HydraConfig.get()
+    given = [o for o in hydra.overrides.task if o.lstrip("+~").startswith("regularization=")]
+    return given[-1] if given else f"regularization={hydra.runtime.choices.get('regularization', '[...]')}"
 
 
 def make_trainer(cfg: DictConfig, run_callbacks: list[Callback]) -> Trainer:

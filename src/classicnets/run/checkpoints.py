@@ -31,7 +31,13 @@ MODEL_SETTINGS_SHOWN = 6
 
 # what the project's own configs instantiate; any other `_target_` in a checkpoint's saved config must be the
 # user's own code: importable, but neither built into Python nor from its standard library or installed packages
-TRUSTED_TARGETS = ("classicnets.", "torch.optim.", "lightning.pytorch.", "datetime.timedelta")
+TRUSTED_TARGETS = (
+    "classicnets.",
+    "torch.optim.",
+    "torchmetrics.",
+    "lightning.pytorch.",
+    "datetime.timedelta",
+)
 
 
 class CheckpointError(UserError, ValueError):
@@ -57,7 +63,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ) from error
     if not isinstance(checkpoint, dict) or RUN_KEY not in checkpoint or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path} is not a classicnets training checkpoint (no saved run config in it)")
-    if untrusted := [t for t in _targets(checkpoint[RUN_KEY].get("config")) if not _trusted(t)]:
+    if untrusted := [t for t in _targets(saved_config(checkpoint)) if not _trusted(t)]:
         raise CheckpointError(
             f"refusing to use {path}: its saved config names {', '.join(sorted(set(untrusted)))} as `_target_`, "
             "which is neither part of classicnets' configs nor a module of your own (one importable from outside "
@@ -135,9 +141,69 @@ def record_run(checkpoint: dict[str, Any], config: dict[str, Any]) -> None:
     checkpoint[RUN_KEY] = {"config": config, "version": __version__}
 
 
+# `_target_`s renamed since checkpoints were first written (version 0.1.0): the saved configs of older runs still
+# rebuild
+RENAMED_TARGETS = {
+    "classicnets.models.ResNet": "classicnets.models.CifarStemResNet",
+    "classicnets.callbacks.LastCheckpoint": "classicnets.run.callbacks.LastCheckpoint",
+    "classicnets.callbacks.TrainingSpeed": "classicnets.run.callbacks.TrainingSpeed",
+    "classicnets.checkpoints.AtomicCheckpointIO": "classicnets.run.checkpoints.AtomicCheckpointIO",
+}
+LR_SCHEDULE = "classicnets.tasks.LRSchedule"
+# what a classification run of 0.1.0 computed, before `task.metrics` named its metrics
+METRICS_0_1 = {
+    "acc": {"average": "micro"},
+    "f1": {"average": "macro", "_target_": "torchmetrics.classification.MulticlassF1Score"},
+    "acc_top5": {"average": "micro", "top_k": 5},
+}
+
+
 def saved_config(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """The resolved config of the run that wrote `checkpoint` (a plain dictionary)."""
-    return checkpoint[RUN_KEY]["config"]
+    """The resolved config of the run that wrote `checkpoint` (a plain dictionary), in today's layout."""
+    return upgrade_config(checkpoint[RUN_KEY]["config"])
+
+
+def upgrade_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A saved config of an older version in today's layout: renamed targets, the scheduler as an `LRSchedule`
+    (0.1.0 kept `interval`/`monitor` beside the scheduler's own keys), the classification metrics named, GloVe
+    embeddings read by the data side."""
+    config = _renamed(config)
+    scheduler = config.get("scheduler")
+    if isinstance(scheduler, dict) and scheduler.get("_target_") not in (None, LR_SCHEDULE):
+        settings = {key: scheduler.pop(key) for key in ("interval", "monitor") if key in scheduler}
+        config["scheduler"] = {"_target_": LR_SCHEDULE, **settings, "scheduler": scheduler}
+    task = config.get("task")
+    if (
+        isinstance(task, dict)
+        and task.get("_target_", "").endswith("ClassificationTask")
+        and "metrics" not in task
+    ):
+        accuracy = "torchmetrics.classification.MulticlassAccuracy"
+        task["metrics"] = {
+            name: {"_target_": accuracy, "_partial_": True, "validate_args": False, **settings}
+            for name, settings in METRICS_0_1.items()
+        }
+    model = config.get("model")
+    if isinstance(model, dict) and "vocabulary" in model:
+        path = model.get("pretrained_embeddings")
+        model["pretrained_embeddings"] = {
+            "_target_": "classicnets.data.text.embeddings.read_glove",
+            "path": path,
+            "vocabulary": model.pop("vocabulary"),
+            "dim": model.get("embedding_dim"),
+        }
+    return config
+
+
+def _renamed(config: Any) -> Any:
+    if isinstance(config, dict):
+        return {
+            key: RENAMED_TARGETS.get(value, value) if key == "_target_" else _renamed(value)
+            for key, value in config.items()
+        }
+    if isinstance(config, list):
+        return [_renamed(value) for value in config]
+    return config
 
 
 def data_state_key(data_target: str) -> str:

@@ -25,8 +25,6 @@ from classicnets.run.files import CONFIG_FILE, METRICS_FILE, OVERRIDES_FILE, STA
 from classicnets.run.status import process_alive, read_status
 
 REPORT_NAME = "report"
-# final metrics shown in the Markdown table next to the optimized one (the CSV has them all)
-SHOWN = ("val/{base}", "test/{base}", "val/loss", "test/loss")
 # overrides the report leaves out
 IGNORED = ("paths.", "hydra.")
 # metric names where lower is better
@@ -184,12 +182,14 @@ class Report:
         self.jobs = [read_job(path, root, self.curve_metric) for path in paths]
         self.params, self.fixed = swept_parameters(self.jobs)
         self.jobs.sort(key=self._rank)
-        name = base.split("/")[-1]
-        candidates = [self.metric, *(column.format(base=name) for column in SHOWN)]
-        self.shown = [m for m in dict.fromkeys(candidates) if any(m in job.metrics for job in self.jobs)]
         self.all_metrics = sorted(
             {m for job in self.jobs for m in job.metrics if m.startswith(("val/", "test/"))}
         )
+        # the Markdown table: the optimized metric, its validation value, and every test metric the task logged
+        # (its `task.metrics`); the CSV has them all
+        tested = [m for m in self.all_metrics if m.startswith("test/")]
+        candidates = [self.metric, base, *tested, "val/loss"]
+        self.shown = [m for m in dict.fromkeys(candidates) if any(m in job.metrics for job in self.jobs)]
 
     def _rank(self, job: Job) -> tuple[bool, float]:
         value = job.metrics.get(self.metric)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -17,13 +18,24 @@ OptimizerFactory = Callable[..., Optimizer]
 SchedulerFactory = Callable[..., Any]
 
 
-class Task(LightningModule):
-    """A LightningModule around any `nn.Module`.
+@dataclass
+class LRSchedule:
+    """A learning-rate scheduler and how Lightning steps it: the `lr_scheduler` entry of `configure_optimizers`.
 
-    `optimizer` and `scheduler` are partials (Hydra `_partial_: true`) that receive the parameters and the
-    optimizer. A scheduler keyword left as None among `total_steps`/`T_max` is filled in from the trainer,
-    so one-cycle and cosine schedules fit whatever epochs and batch size the run has.
+    `scheduler` is a partial (Hydra `_partial_: true`) that receives the optimizer; a keyword among
+    `total_steps`/`T_max` left as None is filled in from the trainer, so one-cycle and cosine schedules fit
+    whatever epochs and batch size the run has. `interval` is "epoch" or "step"; `monitor` is the metric a
+    scheduler such as `ReduceLROnPlateau` watches.
     """
+
+    scheduler: SchedulerFactory
+    interval: str = "epoch"
+    monitor: str = "val/loss"
+
+
+class Task(LightningModule):
+    """A LightningModule around any `nn.Module`, with an injected optimizer (a partial that receives the
+    parameters) and learning-rate schedule."""
 
     #: metrics shown in TensorBoard's HPARAMS tab, next to the run's hyperparameters
     summary_metrics: tuple[str, ...] = ()
@@ -32,16 +44,12 @@ class Task(LightningModule):
         self,
         net: nn.Module,
         optimizer: OptimizerFactory,
-        scheduler: SchedulerFactory | None = None,
-        scheduler_interval: str = "epoch",
-        scheduler_monitor: str = "val/loss",
+        scheduler: LRSchedule | None = None,
     ) -> None:
         super().__init__()
         self.net = net
         self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
-        self.scheduler_interval = scheduler_interval
-        self.scheduler_monitor = scheduler_monitor
+        self.schedule = scheduler
         self._train_sums: dict[str, torch.Tensor] = {}
         self._train_count: torch.Tensor | int = 0
 
@@ -75,22 +83,23 @@ class Task(LightningModule):
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(params=self.parameters())
-        if self.scheduler_factory is None:
+        if self.schedule is None:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer, **self._schedule_lengths())
+        scheduler = self.schedule.scheduler(optimizer, **self._schedule_lengths())
         return {
             "optimizer": optimizer,
             "lr_scheduler": {
                 "scheduler": scheduler,
-                "interval": self.scheduler_interval,
-                "monitor": self.scheduler_monitor,
+                "interval": self.schedule.interval,
+                "monitor": self.schedule.monitor,
             },
         }
 
     def _schedule_lengths(self) -> dict[str, int]:
-        keywords = self.scheduler_factory.keywords if isinstance(self.scheduler_factory, partial) else {}
+        factory = self.schedule.scheduler
+        keywords = factory.keywords if isinstance(factory, partial) else {}
         steps = self.trainer.estimated_stepping_batches
-        length = steps if self.scheduler_interval == "step" else self.trainer.max_epochs
+        length = steps if self.schedule.interval == "step" else self.trainer.max_epochs
         return {
             key: int(length) for key in ("total_steps", "T_max") if key in keywords and keywords[key] is None
         }

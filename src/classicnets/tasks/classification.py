@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MaxMetric, MeanMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+from torchmetrics import MaxMetric, MeanMetric, Metric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from classicnets.tasks.base import OptimizerFactory, SchedulerFactory, Task
+from classicnets.tasks.base import LRSchedule, OptimizerFactory, Task
+
+MetricFactory = Callable[..., Metric]
+# the metrics of checkpoints written before `task.metrics` existed: conf/task/classification.yaml lists the rest
+ACCURACY_ONLY: dict[str, MetricFactory] = {
+    "acc": partial(MulticlassAccuracy, average="micro", validate_args=False)
+}
 
 
-def _metrics(num_classes: int, prefix: str) -> MetricCollection:
-    metrics: dict[str, Any] = {
-        "acc": MulticlassAccuracy(num_classes, average="micro", validate_args=False),
-        "f1": MulticlassF1Score(num_classes, average="macro", validate_args=False),
-    }
-    if num_classes > 5:
-        metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro", validate_args=False)
-    return MetricCollection(metrics, prefix=prefix)
+def applicable_metrics(metrics: Mapping[str, MetricFactory], num_classes: int) -> list[str]:
+    """The metrics that say something with `num_classes` classes: a top-k accuracy needs more than k classes."""
+    keywords = {name: getattr(make, "keywords", {}) for name, make in metrics.items()}
+    return [name for name in metrics if keywords[name].get("top_k", 1) < num_classes]
 
 
 def augmented_logits(
@@ -56,42 +60,58 @@ def augmented_logits(
 
 
 class ClassificationTask(Task):
-    """Cross-entropy (optionally label-smoothed) with top-1/top-5 accuracy and macro F1.
+    """Cross-entropy (optionally label-smoothed), scored by the torchmetrics of `metrics`.
 
-    Logs `train/*`, `val/*`, `test/*` and `val/acc_best`; at test time it also writes the confusion matrix and
-    the misclassified examples to TensorBoard. `test_time_flip` and `test_time_shift` validate and test on the
-    logits averaged over mirrored and moved views of each image (`augmented_logits`).
+    `metrics` maps a name to a metric factory (a Hydra partial) that receives `num_classes`; each is logged as
+    `val/<name>` and `test/<name>` (conf/task/classification.yaml: accuracy, macro F1, top-5 accuracy; `acc` is
+    required, `val/acc_best` tracks it). Also logs `train/loss`, `train/acc`, `val/loss` and `test/loss`; at
+    test time it writes the confusion matrix and the misclassified examples to TensorBoard. `test_time_flip` and
+    `test_time_shift` validate and test on the logits averaged over mirrored and moved views of each image
+    (`augmented_logits`).
     """
-
-    summary_metrics = ("val/acc_best", "val/acc", "test/acc", "test/f1", "test/loss")
 
     def __init__(
         self,
         net: nn.Module,
         optimizer: OptimizerFactory,
         num_classes: int,
-        scheduler: SchedulerFactory | None = None,
-        scheduler_interval: str = "epoch",
-        scheduler_monitor: str = "val/loss",
+        scheduler: LRSchedule | None = None,
+        metrics: Mapping[str, MetricFactory] | None = None,
         label_smoothing: float = 0.0,
         num_examples: int = 32,
         test_time_flip: bool = False,
         test_time_shift: int = 0,
     ) -> None:
-        super().__init__(net, optimizer, scheduler, scheduler_interval, scheduler_monitor)
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
+        super().__init__(net, optimizer, scheduler)
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "metrics"], logger=False)
+        metrics = ACCURACY_ONLY if metrics is None else metrics
+        if "acc" not in metrics:
+            raise ValueError(
+                f"task.metrics must include acc (val/acc_best tracks it), got {', '.join(metrics)}"
+            )
+        self.metric_names = applicable_metrics(metrics, num_classes)
         self.num_classes = num_classes
         self.label_smoothing = label_smoothing
         self.num_examples = num_examples
         self.test_time_flip = test_time_flip
         self.test_time_shift = test_time_shift
-        self.val_metrics = _metrics(num_classes, "val/")
-        self.test_metrics = _metrics(num_classes, "test/")
+        self.val_metrics, self.test_metrics = (
+            MetricCollection(
+                {name: metrics[name](num_classes=num_classes) for name in self.metric_names}, prefix=p
+            )
+            for p in ("val/", "test/")
+        )
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # in checkpoints: a resumed run remembers its best epoch
         self.confusion = MulticlassConfusionMatrix(num_classes, validate_args=False)
         self.misclassified: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    @property
+    def summary_metrics(self) -> tuple[str, ...]:
+        """Shown in TensorBoard's HPARAMS tab next to the run's hyperparameters."""
+        names = self.metric_names
+        return ("val/acc_best", *(f"val/{n}" for n in names), *(f"test/{n}" for n in names), "test/loss")
 
     def _step(
         self, batch: tuple[Any, torch.Tensor], evaluating: bool = False

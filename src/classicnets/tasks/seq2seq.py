@@ -11,7 +11,7 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.text import BLEUScore
 
 from classicnets.data.text.vocab import PAD_INDEX, until_end
-from classicnets.tasks.base import OptimizerFactory, SchedulerFactory, Task
+from classicnets.tasks.base import LRSchedule, OptimizerFactory, Task
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -23,6 +23,8 @@ class SequenceMetrics(nn.Module):
     accuracy, and as a whole for exact match. BLEU (up to 4-grams) is over target tokens; ids stand in for them,
     which gives the same n-gram counts as the token strings.
     """
+
+    NAMES = ("exact_match", "bleu", "token_acc", "loss")
 
     def __init__(self) -> None:
         super().__init__()
@@ -45,12 +47,11 @@ class SequenceMetrics(nn.Module):
         )
 
     def compute(self, prefix: str) -> dict[str, torch.Tensor]:
-        names = ("loss", "token_acc", "exact_match", "bleu")
-        return {f"{prefix}/{name}": getattr(self, name).compute() for name in names}
+        return {f"{prefix}/{name}": getattr(self, name).compute() for name in self.NAMES}
 
     def reset(self) -> None:
-        for metric in (self.loss, self.token_acc, self.exact_match, self.bleu):
-            metric.reset()
+        for name in self.NAMES:
+            getattr(self, name).reset()
 
 
 @dataclass
@@ -72,28 +73,24 @@ class Seq2SeqTask(Task):
     and loss, `val/exact_match_best`, and writes example translations and attention heatmaps to TensorBoard.
     """
 
+    #: shown in TensorBoard's HPARAMS tab next to the run's hyperparameters
     summary_metrics = (
         "val/exact_match_best",
         "val/exact_match",
-        "test/exact_match",
-        "test/bleu",
-        "test/token_acc",
-        "test/loss",
+        *(f"test/{name}" for name in SequenceMetrics.NAMES),
     )
 
     def __init__(
         self,
         net: nn.Module,
         optimizer: OptimizerFactory,
-        scheduler: SchedulerFactory | None = None,
-        scheduler_interval: str = "epoch",
-        scheduler_monitor: str = "val/loss",
+        scheduler: LRSchedule | None = None,
         label_smoothing: float = 0.0,
         beam_width: int = 1,
         num_examples: int = 16,
         num_heatmaps: int = 4,
     ) -> None:
-        super().__init__(net, optimizer, scheduler, scheduler_interval, scheduler_monitor)
+        super().__init__(net, optimizer, scheduler)
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         self.label_smoothing = label_smoothing
         self.beam_width = beam_width

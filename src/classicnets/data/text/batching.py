@@ -30,10 +30,16 @@ class TokenSequences(Dataset):
         return self.ids[self.offsets[index] : self.offsets[index + 1]], self.labels[index]
 
 
+def pad_ids(sequences: Sequence[Sequence[int] | torch.Tensor]) -> torch.Tensor:
+    """Id sequences (lists or 1-d tensors) → N×(longest) int64, padded with `PAD_INDEX` after each one."""
+    rows = [torch.as_tensor(ids, dtype=torch.long) for ids in sequences]
+    return pad_sequence(rows, batch_first=True, padding_value=PAD_INDEX)
+
+
 def pad_batch(batch: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Collate: ids padded with `PAD_INDEX` to the longest sequence of this batch (N×T), labels stacked."""
+    """Collate: ids padded to the longest sequence of this batch (N×T), labels stacked."""
     ids, labels = zip(*batch, strict=True)
-    return pad_sequence(list(ids), batch_first=True, padding_value=PAD_INDEX), torch.stack(labels)
+    return pad_ids(ids), torch.stack(labels)
 
 
 class BucketBatchSampler(BatchSampler):

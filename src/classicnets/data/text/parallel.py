@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from classicnets.data.batches import TensorBatches
 from classicnets.data.errors import CorruptDatasetError, DatasetNotFoundError
 from classicnets.data.sampling import EpochSampler
-from classicnets.data.text.batching import BucketBatchSampler
+from classicnets.data.text.batching import BucketBatchSampler, pad_ids
 from classicnets.data.text.readers import check_encoding, not_text_error, open_text
 from classicnets.data.text.vocab import PAD_INDEX, Vocabulary, tokenize
 from classicnets.errors import ConfigError
@@ -121,14 +121,6 @@ def read_pairs(path: str | Path, encoding: str = "utf-8") -> list[Pair]:
     return pairs
 
 
-def pad_sequences(sequences: Sequence[Sequence[int]]) -> torch.Tensor:
-    """Lists of ids → N×(longest) int64, padded with 0."""
-    padded = torch.full((len(sequences), max(map(len, sequences))), PAD_INDEX, dtype=torch.long)
-    for row, ids in enumerate(sequences):
-        padded[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-    return padded
-
-
 def _trim(batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, ...]:
     # splits are padded to their longest sentence; a batch only needs its own longest
     source, lengths, target = batch
@@ -224,7 +216,7 @@ class PairsDataModule(LightningDataModule):
         sources = [self.pair_tokenizer.encode_source(source) for source, _ in pairs]
         targets = [self.pair_tokenizer.encode_target(target) for _, target in pairs]
         lengths = torch.tensor([len(ids) for ids in sources])
-        return TensorBatches(pad_sequences(sources), lengths, pad_sequences(targets))
+        return TensorBatches(pad_ids(sources), lengths, pad_ids(targets))
 
     def train_dataloader(self) -> DataLoader:
         data = self.splits["train"]
