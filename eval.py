@@ -1,10 +1,12 @@
 """Evaluate a checkpoint on the test split: `python eval.py ckpt_path=logs/runs/.../checkpoints/last.ckpt`."""
 
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from classicnets.run.cli import expected_errors_reported, run
 from classicnets.run.config import register, user_code_importable
 
 register()
@@ -21,9 +23,10 @@ def _allow_run_overrides(argv: list[str]) -> list[str]:
 def main(cfg: DictConfig) -> None:
     from classicnets.run.pipeline import evaluate
 
-    evaluate(cfg)
+    with expected_errors_reported():
+        evaluate(cfg)
 
 
 if __name__ == "__main__":
     sys.argv[1:] = _allow_run_overrides(sys.argv[1:])
-    main()
+    run(main, Path(__file__).with_name("conf"))

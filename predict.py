@@ -1,8 +1,11 @@
 """Predict with a checkpoint: `python predict.py ckpt_path=FILE input=PATH [output=FILE.csv]` (see README)."""
 
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
+from classicnets.run.cli import expected_errors_reported, run
 from classicnets.run.config import register, user_code_importable
 
 register()
@@ -13,11 +16,18 @@ user_code_importable()
 def main(cfg: DictConfig) -> None:
     from classicnets.predict.writer import predict
 
-    output = predict(
-        cfg.ckpt_path, cfg.input, cfg.output, cfg.batch_size, device=cfg.device, beam_width=cfg.beam_width
-    )
+    with expected_errors_reported():
+        output = predict(
+            cfg.ckpt_path,
+            cfg.input,
+            cfg.output,
+            cfg.batch_size,
+            device=cfg.device,
+            beam_width=cfg.beam_width,
+            overwrite=cfg.overwrite,
+        )
     print(f"predictions written to {output}")
 
 
 if __name__ == "__main__":
-    main()
+    run(main, Path(__file__).with_name("conf"))

@@ -1,8 +1,11 @@
 """Train a model: `python train.py model=alexnet data=cifar10` (see README for sweeps)."""
 
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
+from classicnets.run.cli import expected_errors_reported, run
 from classicnets.run.config import register, user_code_importable
 
 register()
@@ -16,10 +19,11 @@ def main(cfg: DictConfig) -> float | None:
     from classicnets.sweeps.jobs import run_job
 
     # status.json in the run directory; under -m a failed job returns None and the sweep goes on
-    metrics = run_job(cfg, train)
+    with expected_errors_reported():
+        metrics = run_job(cfg, train)
     optimized = cfg.get("optimized_metric")
     return metrics.get(optimized) if metrics and optimized else None
 
 
 if __name__ == "__main__":
-    main()
+    run(main, Path(__file__).with_name("conf"))

@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from classicnets.data import MNISTDataModule
+
 
 class SignalAtStep(Callback):
     """Sends `signum` (default SIGKILL: no handler, no cleanup) to this process when `global_step == step`."""
@@ -38,3 +40,35 @@ class NaNInputAtStep(Callback):
     ) -> None:
         if trainer.global_step == self.step:
             batch[0].fill_(torch.nan)
+
+
+class SignalAtEvaluationBatch(Callback):
+    """Sends `signum` to this process as batch `batch` of a validation (`phase="validation"`, the sanity check
+    included) or of the test (`phase="test"`) starts."""
+
+    def __init__(self, phase: str, batch: int = 0, signum: int = signal.SIGINT) -> None:
+        self.phase, self.batch, self.signum = phase, batch, signum
+        self.sent = False
+
+    def on_validation_batch_start(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+        self._send("validation", args[1])
+
+    def on_test_batch_start(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+        self._send("test", args[1])
+
+    def _send(self, phase: str, batch: int) -> None:
+        if phase == self.phase and batch == self.batch and not self.sent:
+            self.sent = True  # once: a second Ctrl-C means "quit without saving"
+            os.kill(os.getpid(), self.signum)
+
+
+class SignalledInSetup(MNISTDataModule):
+    """MNIST that receives `signum` while it reads its data (`data._target_=…`), before any training."""
+
+    def __init__(self, *args: Any, signum: int = signal.SIGINT, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.signum = signum
+
+    def setup(self, stage: str | None = None) -> None:
+        os.kill(os.getpid(), self.signum)
+        super().setup(stage)

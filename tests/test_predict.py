@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -141,10 +142,12 @@ def test_unreadable_input_is_named_and_earlier_rows_kept(
     (inputs / "bb.png").write_bytes(b"\x89PNG broken")  # sorted between b.png and c.png
     output = tmp_path / "partial.csv"
     with pytest.raises(
-        PredictError, match=r"(?s)bb\.png is not an image.*The 2 predictions before it are in"
-    ):
+        PredictError, match=r"(?s)bb\.png is not an image.*The 2 predictions before it are in (\S+) "
+    ) as failed:
         predict(project / "run" / "checkpoints" / "last.ckpt", inputs, output, batch_size=3)
-    assert [Path(row["input"]).name for row in _rows(output)] == ["a.png", "b.png"]
+    partial = Path(re.search(r"are in (\S+) ", str(failed.value))[1])
+    assert partial.parent == tmp_path and not output.exists()  # written next to the output, never onto it
+    assert [Path(row["input"]).name for row in _rows(partial)] == ["a.png", "b.png"]
 
 
 def test_bad_arguments(project: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -149,10 +149,10 @@ def test_sigkill_mid_epoch_then_resume_auto_ends_bitwise_equal_to_an_uninterrupt
 
 @pytest.mark.slow
 def test_sigkill_after_epochs_that_did_not_improve_loses_no_epoch(tmp_path: Path) -> None:
-    # learning rate 0: validation never beats epoch 0, so no best checkpoint is written after it
+    # a learning rate of 1e-12 (0 is refused): validation never beats epoch 0, so no best checkpoint follows it
     frozen = (
         "model=mlp",
-        "optimizer.lr=0",
+        "optimizer.lr=1e-12",
         "data.source=sample",
         "trainer.max_epochs=3",
         "trainer.limit_train_batches=3",
@@ -383,11 +383,16 @@ def test_truncated_or_foreign_idx_files_are_named_with_what_to_do(tmp_path: Path
 
 @pytest.mark.slow
 def test_runs_started_at_the_same_moment_get_their_own_directories(tmp_path: Path) -> None:
-    # both stop right after Hydra made their directories (val_fraction must be below 1)
-    runs = [_start(f"paths.log_dir={tmp_path}", f"seed={seed}", "data.val_fraction=2") for seed in (1, 2)]
+    # both stop right after Hydra made their directories, when they look for the data
+    missing = (
+        "data=image_folder",
+        f"data.train_dir={tmp_path / 'none'}",
+        f"data.test_dir={tmp_path / 'none'}",
+    )
+    runs = [_start(f"paths.log_dir={tmp_path}", f"seed={seed}", *missing) for seed in (1, 2)]
     for run in runs:
         code, output = _finish(run)
-        assert code != 0 and "val_fraction must be in (0, 1)" in output
+        assert code != 0 and "none is not a folder" in output
     directories = sorted((tmp_path / "runs").iterdir())
     assert len(directories) == 2
     seeds = {(d / ".hydra" / "config.yaml").read_text().split("seed: ")[1].split()[0] for d in directories}

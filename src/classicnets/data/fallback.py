@@ -9,6 +9,7 @@ from pathlib import Path
 from lightning.pytorch.utilities import rank_zero_warn
 
 from classicnets.data.errors import DatasetNotFoundError
+from classicnets.errors import ConfigError
 
 SAMPLES_DIR = Path(__file__).parent / "samples"
 SOURCES = ("auto", "full", "sample")
@@ -41,7 +42,7 @@ class SampleFallback:
     def init_source(self, source: str) -> None:
         if source not in SOURCES or (source == "sample" and self.sample_dir is None):
             valid = SOURCES if self.sample_dir else ("auto", "full")
-            raise ValueError(f"{type(self).__name__}: source must be one of {valid}, got {source!r}")
+            raise ConfigError(f"{type(self).__name__}: source must be one of {valid}, got {source!r}")
         self.source = source
         self.source_used = "full"
 

@@ -29,13 +29,16 @@ from torch.utils.data import DataLoader, Dataset
 from classicnets.data.batches import TensorBatches
 from classicnets.data.errors import CorruptDatasetError, DatasetNotFoundError
 from classicnets.data.vision import InMemoryImageDataModule
+from classicnets.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = frozenset(ext for ext, name in Image.registered_extensions().items() if name in Image.OPEN)
 CACHE_FOLDER = ".classicnets_cache"
 STATS_SAMPLE = 5000  # images a streamed folder's mean and std are estimated from
-CACHE_VERSION = 1  # bump when the cached layout changes
+CACHE_VERSION = 2  # bump when the cached layout or the decoding changes (2: 16-bit, float and alpha rules)
+ALPHA_BACKGROUND = 255  # white: what transparent pixels become
+TIFF_BITS_PER_SAMPLE = 258
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -54,12 +57,16 @@ def image_files(folder: Path) -> list[Path]:
 def read_image(path: Path, channels: int, image_size: int, resize: bool = True) -> torch.Tensor:
     """Decode one image into uint8 C×S×S: grey (1 channel) or RGB (3), square-resized to `image_size`.
 
-    With `resize=False` an image of another size is an error rather than silently distorted.
+    Every mode Pillow opens becomes 8-bit values by the rules of `eight_bit` (documented in
+    docs/your_own_data.md). With `resize=False` an image of another size is an error rather than silently
+    distorted.
     """
     try:
         with Image.open(path) as opened:
-            image = opened.convert("L" if channels == 1 else "RGB")
+            image = eight_bit(opened, path).convert("L" if channels == 1 else "RGB")
     except (OSError, ValueError, Image.DecompressionBombError) as error:
+        if isinstance(error, CorruptDatasetError):
+            raise
         raise _unreadable(path, error) from error
     if image.size != (image_size, image_size):
         if not resize:
@@ -71,6 +78,66 @@ def read_image(path: Path, channels: int, image_size: int, resize: bool = True) 
         image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
     array = torch.from_numpy(np.array(image, dtype=np.uint8))
     return array.unsqueeze(0) if channels == 1 else array.permute(2, 0, 1).contiguous()
+
+
+def eight_bit(image: Image.Image, path: Path) -> Image.Image:
+    """An image of any mode Pillow opens as grey (L) or colour (RGB) with 8-bit values:
+
+    - 16-bit grey (`I;16`, `I;16B`, …) is scaled from its bit depth (16, or the lower depth a TIFF states, e.g.
+      12) to 0..255; 32-bit integer grey (`I`) likewise as 16-bit when every value fits in 0..65535 (such files
+      usually carry 16-bit data), else from 0..2³¹−1; negative values are an error;
+    - floating-point grey (`F`) in 0..1 is scaled to 0..255, in 0..255 taken as it is; other ranges are an error;
+    - palette (`P`), CMYK, YCbCr, LAB and HSV are converted to RGB, 1-bit to 0/255 grey;
+    - transparency (an alpha channel, or a palette's transparent colour) is composited onto white, as a viewer
+      shows the image on a white page.
+    """
+    mode = image.mode
+    if mode.startswith("I"):
+        return Image.fromarray(_scaled_integers(np.asarray(image), _bit_depth(image), path), "L")
+    if mode == "F":
+        return Image.fromarray(_scaled_floats(np.asarray(image, dtype=np.float64), path), "L")
+    if mode in ("P", "PA"):
+        image = image.convert("RGBA" if mode == "PA" or "transparency" in image.info else "RGB")
+    if image.mode in ("LA", "La", "RGBA", "RGBa"):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (ALPHA_BACKGROUND,) * 3 + (255,))
+        return Image.alpha_composite(background, image).convert("RGB")
+    return image if image.mode in ("L", "RGB") else image.convert("RGB" if len(image.getbands()) > 1 else "L")
+
+
+def _bit_depth(image: Image.Image) -> int:
+    """A lower depth the file states (a TIFF's BitsPerSample, e.g. 12), else 16 for `I;16*` and for `I` when
+    every value fits in 16 bits (32-bit files often carry 16-bit data), else 31 (positive 32-bit integers)."""
+    stated = getattr(image, "tag_v2", {}).get(TIFF_BITS_PER_SAMPLE)
+    stated = stated[0] if isinstance(stated, tuple) else stated
+    if isinstance(stated, int) and 1 <= stated <= 16:
+        return stated
+    if image.mode.startswith("I;16"):
+        return 16
+    return 16 if int(np.asarray(image).max(initial=0)) <= 0xFFFF else 31
+
+
+def _scaled_integers(values: np.ndarray, bits: int, path: Path) -> np.ndarray:
+    if values.size and values.min() < 0:
+        raise CorruptDatasetError(
+            f"{path} holds negative pixel values ({values.min()}): signed images cannot be read as brightness; "
+            "save it as 8- or 16-bit unsigned."
+        )
+    return np.round(values.astype(np.float64) * (255 / (2**bits - 1))).clip(0, 255).astype(np.uint8)
+
+
+def _scaled_floats(values: np.ndarray, path: Path) -> np.ndarray:
+    if not np.isfinite(values).all():
+        raise CorruptDatasetError(f"{path} holds NaN or infinite pixel values: fix or remove the image.")
+    low, high = (values.min(), values.max()) if values.size else (0.0, 0.0)
+    if low >= 0 and high <= 1:
+        values = values * 255
+    elif not (low >= 0 and high <= 255):
+        raise CorruptDatasetError(
+            f"{path} holds floating-point pixel values from {low:g} to {high:g}: float images are read in 0..1 "
+            "or 0..255. Rescale it to one of them."
+        )
+    return np.round(values).astype(np.uint8)
 
 
 def image_size_of(path: Path) -> tuple[int, int]:
@@ -142,7 +209,7 @@ class ImageFolderDataModule(InMemoryImageDataModule):
         """`kwargs`: the batching and augmentation settings of `InMemoryImageDataModule`."""
         super().__init__(train_dir, **kwargs)
         if channels not in (1, 3):
-            raise ValueError(f"data.channels must be 1 (grey) or 3 (RGB), got {channels}")
+            raise ConfigError(f"data.channels must be 1 (grey) or 3 (RGB), got {channels}")
         self.train_dir = self.data_dir
         self.test_dir = Path(test_dir).expanduser()
         self.val_dir = Path(val_dir).expanduser() if val_dir else None
@@ -164,7 +231,9 @@ class ImageFolderDataModule(InMemoryImageDataModule):
         return self._decoded(folder, *self._scan(folder))
 
     def setup(self, stage: str | None = None) -> None:
-        if "train" not in self.splits:
+        # with a checkpoint's classes, size and statistics restored (eval), the test needs no training image
+        restored = bool(self.mean)
+        if "train" not in self.splits and not (stage == "test" and restored):
             self._setup_fit()
         if stage in (None, "test") and "test" not in self.splits:
             self.splits["test"] = self._dataset(self.test_dir, *self._scan(self.test_dir))
@@ -192,6 +261,12 @@ class ImageFolderDataModule(InMemoryImageDataModule):
             self.splits["val"] = self._dataset(self.val_dir, *self._scan(self.val_dir))
         if not self.mean:
             self.mean, self.std = self._train_stats()
+            if blank := [c for c, std in enumerate(self.std) if std == 0]:
+                raise CorruptDatasetError(
+                    f"every training image in {self.train_dir} has the same value in every pixel of channel "
+                    f"{blank[0]} ({self.mean[blank[0]] * 255:.0f}): there is nothing to learn from. Check that "
+                    "the images are not blank, and open one to see what it holds."
+                )
 
     def _decide_size(self, first: Path) -> None:
         if self.image_size:
@@ -217,6 +292,11 @@ class ImageFolderDataModule(InMemoryImageDataModule):
                 f"{folder} has no class sub-folders: put each class's images in {folder}/<class>/"
             )
         if not self.classes:
+            if len(names) < 2:
+                raise CorruptDatasetError(
+                    f"{folder} has one class folder ({names[0]}/): classification needs at least 2 classes, each "
+                    f"in its own sub-folder {folder}/<class>/"
+                )
             self.classes = tuple(names)
         known_classes = self.classes
         unknown = sorted(set(names) - set(known_classes))
@@ -255,10 +335,13 @@ class ImageFolderDataModule(InMemoryImageDataModule):
         images = torch.empty(len(files), self.channels, self.image_size, self.image_size, dtype=torch.uint8)
         resize = bool(self.requested_size)
         # Pillow releases the GIL while decoding, so threads decode in parallel without pickling images around
-        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
+        try:
             decoded = pool.map(lambda f: read_image(f, self.channels, self.image_size, resize), files)
             for i, image in enumerate(decoded):
                 images[i] = image
+        finally:  # a Ctrl-C or an unreadable image stops now, not after every queued image is decoded
+            pool.shutdown(cancel_futures=True)
         result = images, torch.tensor(labels, dtype=torch.long)
         log.info("decoded %d images from %s in %.1f s", len(files), folder, time.perf_counter() - start)
         self._write_cache(folder, key, result)
@@ -292,8 +375,8 @@ class ImageFolderDataModule(InMemoryImageDataModule):
         return result
 
     def _write_cache(self, folder: Path, key: str, result: tuple[torch.Tensor, torch.Tensor]) -> None:
-        if not self.cache:
-            return
+        if not self.cache or (self.cache_dir.parent == self.train_dir and not self.train_dir.is_dir()):
+            return  # eval after the training folder moved: no cache folder where it was
         prefix = self._cache_prefix(folder)
         path = self.cache_dir / f"{prefix}-{key}.pt"
         partial = path.with_suffix(f".{os.getpid()}.tmp")

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from classicnets.data.batches import TensorBatches, keep_batch, normalize, random_crop, random_hflip
 from classicnets.data.errors import CorruptDatasetError
 from classicnets.data.sampling import ResumableDataLoader
+from classicnets.errors import ConfigError
 
 
 class InMemoryImageDataModule(LightningDataModule):
@@ -42,7 +43,7 @@ class InMemoryImageDataModule(LightningDataModule):
     ) -> None:
         super().__init__()
         if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+            raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
         self.data_dir = Path(data_dir).expanduser()
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size

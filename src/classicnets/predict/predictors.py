@@ -19,13 +19,15 @@ from classicnets.data.batches import normalize
 from classicnets.data.image_folder import image_files, read_image
 from classicnets.data.text.batching import pad_ids
 from classicnets.data.text.parallel import PairTokenizer
+from classicnets.data.text.readers import is_table, not_text_error, open_text, read_table
 from classicnets.data.text.vocab import UNK_INDEX, Vocabulary, tokenize
+from classicnets.errors import UserError
 from classicnets.models.seq2seq import Generation
 from classicnets.run.checkpoints import CheckpointError, data_state, network_weights, saved_config
 from classicnets.tasks.classification import augmented_logits
 
 
-class PredictError(ValueError):
+class PredictError(UserError, ValueError):
     """An input could not be predicted; the rows before it are in the CSV already."""
 
 
@@ -80,23 +82,38 @@ class ImageClassifier:
         return [(self.classes[i], p) for i, p in zip(index.tolist(), probability.tolist(), strict=True)]
 
 
-def text_lines(path: Path) -> list[str]:
+def text_lines(path: Path, encoding: str = "utf-8") -> list[str]:
     """One input a line, every line (blank ones too), so row N of the CSV is line N of the file."""
     if path.is_dir():
         raise PredictError(f"{path} is a folder: a text checkpoint reads a text file with one input a line")
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        with open_text(path, encoding) as file:
+            return file.read().splitlines()
     except UnicodeDecodeError as error:
-        raise PredictError(
-            f"{path} is not UTF-8 text ({error}): pass a text file with one input a line"
-        ) from error
+        raise PredictError(str(not_text_error(path, encoding, error))) from error
+
+
+def text_inputs(path: Path, text_field: str = "text", encoding: str = "utf-8") -> list[str]:
+    """The texts of `path` as training reads them: the `text_field` of each row of a .csv/.tsv/.jsonl file
+    (+.gz; a label column is ignored: eval.py measures accuracy), else one input a line."""
+    if is_table(path) and not path.is_dir():
+        return [example.text for example in read_table(path, text_field, None, encoding)]
+    return text_lines(path, encoding)
 
 
 class TextClassifier:
     """Lines of text → top-1 class name and its probability, tokenized with the run's saved vocabulary."""
 
-    def __init__(self, net: nn.Module, state: dict[str, Any], device: torch.device) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        state: dict[str, Any],
+        device: torch.device,
+        text_field: str = "text",
+        encoding: str = "utf-8",
+    ) -> None:
         self.net, self.device = net, device
+        self.text_field, self.encoding = text_field, encoding
         self.classes = list(state["classes"])
         self.vocab = Vocabulary.from_state_dict(state["vocabulary"])
         self.tokenizer, self.lowercase, self.max_length = (
@@ -106,7 +123,7 @@ class TextClassifier:
         )
 
     def inputs(self, path: Path) -> list[str]:
-        return text_lines(path)
+        return text_inputs(path, self.text_field, self.encoding)
 
     def prepare(self, item: str) -> list[int]:
         tokens = tokenize(item, self.tokenizer, self.lowercase)[: self.max_length]
@@ -120,14 +137,25 @@ class TextClassifier:
 
 
 class Translator:
-    """Source lines → generated target text (greedy, or beam search with `beam_width`) and its probability."""
+    """Source lines → generated target text (greedy, or beam search with `beam_width`) and its probability.
 
-    def __init__(self, net: nn.Module, state: dict[str, Any], device: torch.device, beam_width: int) -> None:
+    A `.tsv` file is read as training reads one: the source is its first column."""
+
+    def __init__(
+        self,
+        net: nn.Module,
+        state: dict[str, Any],
+        device: torch.device,
+        beam_width: int,
+        encoding: str = "utf-8",
+    ) -> None:
         self.net, self.device, self.beam_width = net, device, beam_width
+        self.encoding = encoding
         self.tokenizer = PairTokenizer.from_state_dict(state)
 
     def inputs(self, path: Path) -> list[str]:
-        return text_lines(path)
+        lines = text_lines(path, self.encoding)
+        return [line.split("\t", 1)[0] for line in lines] if path.suffix.lower() == ".tsv" else lines
 
     def prepare(self, item: str) -> list[int]:
         return self.tokenizer.encode_source(item) or [UNK_INDEX]
@@ -158,10 +186,12 @@ def predictor_for(checkpoint: dict[str, Any], device: torch.device, beam_width: 
             int(config["task"].get("test_time_shift") or 0),
         )
         return ImageClassifier(restore_net(checkpoint, device), state, device, flip, shift)
+    encoding = config["data"].get("encoding") or "utf-8"
     if task == "ClassificationTask" and state.get("vocabulary"):
-        return TextClassifier(restore_net(checkpoint, device), state, device)
+        text_field = config["data"].get("text_field") or "text"
+        return TextClassifier(restore_net(checkpoint, device), state, device, text_field, encoding)
     if task == "Seq2SeqTask" and "source_vocab" in state:
-        return Translator(restore_net(checkpoint, device), state, device, beam_width)
+        return Translator(restore_net(checkpoint, device), state, device, beam_width, encoding)
     raise CheckpointError(
         f"predict does not know this checkpoint's task (task {task}, data {data}): it predicts with image and "
         "text classification and seq2seq checkpoints."

@@ -24,7 +24,8 @@ def build(cfg: DictConfig, checkpoint: dict[str, Any] | None = None) -> tuple[Li
     """Instantiate the data module, then the model with the sizes the data decides, then the task around it.
 
     A checkpoint's data state (class names, vocabulary) is restored before `setup`, so that the data are encoded
-    and the model sized as in the run that wrote it.
+    and the model sized as in the run that wrote it; the data module is then set up for the test alone, which
+    lets those that can (image folders, text files) leave the training data unread: it may have moved since.
     """
     check_parameters(cfg)
     datamodule = instantiate(cfg.data)
@@ -32,7 +33,7 @@ def build(cfg: DictConfig, checkpoint: dict[str, Any] | None = None) -> tuple[Li
         datamodule.load_state_dict(state)
     if int(os.environ.get("LOCAL_RANK", 0)) == 0:  # other DDP ranks start after rank 0 has the files
         datamodule.prepare_data()
-    datamodule.setup("fit")
+    datamodule.setup("fit" if checkpoint is None else "test")
     with open_dict(cfg):
         cfg.sizes = datamodule.sizes
     net = instantiate(cfg.model)

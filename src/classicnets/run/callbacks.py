@@ -27,8 +27,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.optim import Optimizer
 
 from classicnets.run.checkpoints import record_run
-
-NAN_POLICIES = ("stop", "skip")
+from classicnets.run.validate import NAN_POLICIES
 
 log = logging.getLogger(__name__)
 
@@ -247,23 +246,38 @@ class GracefulStop(Callback):
     """SIGINT, SIGTERM or SIGUSR1 (SLURM's pre-emption warning): finish the step, save, and stop.
 
     Lightning already handles SIGTERM this way: its handler sets `trainer.received_sigterm`, the loops raise
-    `SIGTERMException` at the next batch boundary and the callbacks' `on_exception` runs. SIGINT and SIGUSR1
-    are routed to that same handler (SIGUSR1 only when Lightning's SLURM auto-requeue does not own it), so a
-    Ctrl-C no longer breaks off in the middle of an optimizer step. A second Ctrl-C quits without saving.
-    Lightning restores the previous handlers when `fit` ends. The pipeline turns the exception into an exit
-    status `128 + signal`.
+    `SIGTERMException` at the next batch boundary (of training, validation and test alike) and the callbacks'
+    `on_exception` runs. SIGINT and SIGUSR1 are routed to that same handler (SIGUSR1 only when Lightning's SLURM
+    auto-requeue does not own it), so a Ctrl-C no longer breaks off in the middle of an optimizer step, and
+    stops a validation or a test within a batch. They are routed from the first validation (the sanity check),
+    training or test batch on; Lightning restores the previous handlers when `fit` or `test` ends. A second
+    Ctrl-C quits without saving (`quit` is then set: Lightning turns that KeyboardInterrupt into exit status 1).
+    The pipeline turns the exception into an exit status `128 + signal`. Without `checkpoint_path` (eval) nothing
+    is saved.
     """
 
-    def __init__(self, checkpoint_path: str | Path) -> None:
-        self.checkpoint_path = Path(checkpoint_path)
+    def __init__(self, checkpoint_path: str | Path | None = None) -> None:
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.received: signal.Signals | None = None
+        self.quit = False
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._route_signals()
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._route_signals()
+        if trainer.received_sigterm:  # during the sanity check's last batch, which does not stop by itself
+            raise SIGTERMException
+
+    def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._route_signals()
+
+    def _route_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
         # installed after Lightning registered its own, so that its teardown puts back the user's handlers;
         # an ignored SIGINT stays ignored: shells start background jobs that way, immune to the terminal's Ctrl-C
-        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        if signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN, self._forward):
             signal.signal(signal.SIGINT, self._forward)
         if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, signal.SIG_IGN, None):
             signal.signal(signal.SIGUSR1, self._forward)
@@ -272,19 +286,22 @@ class GracefulStop(Callback):
         if self.received == signal.SIGINT and signum == signal.SIGINT:
             raise KeyboardInterrupt  # the second Ctrl-C
         self.received = self.received or signal.Signals(signum)
+        saving = f" and saving {self.checkpoint_path}" if self.checkpoint_path else ""
         log.warning(
-            "received %s: stopping after this step and saving %s%s",
+            "received %s: stopping after this batch%s%s",
             signal.Signals(signum).name,
-            self.checkpoint_path,
-            " (Ctrl-C again to quit without saving)" if signum == signal.SIGINT else "",
+            saving,
+            " (Ctrl-C again to quit without saving)" if signum == signal.SIGINT and saving else "",
         )
         lightning_handler = signal.getsignal(signal.SIGTERM)
         if callable(lightning_handler):
             lightning_handler(signum, frame)
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt):
+            self.quit = True
         if isinstance(exception, SIGTERMException):
             self.received = self.received or signal.SIGTERM
             # during the test after fit, the model holds the best weights and last.ckpt is already complete
-            if trainer.state.fn == TrainerFn.FITTING:
+            if trainer.state.fn == TrainerFn.FITTING and self.checkpoint_path is not None:
                 trainer.save_checkpoint(self.checkpoint_path, weights_only=False)

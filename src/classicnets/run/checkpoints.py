@@ -21,8 +21,13 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from classicnets import __version__
+from classicnets.errors import UserError
+from classicnets.run.files import CHECKPOINT_DIR, LAST_CHECKPOINT
 
 RUN_KEY = "classicnets"
+# how a torch.save file begins: a zip archive, or (torch's legacy format) a pickle of protocol 2 or later
+TORCH_FILE_STARTS = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+MODEL_SETTINGS_SHOWN = 6
 
 # what the project's own configs instantiate; any other `_target_` in a checkpoint's saved config must be the
 # user's own code: importable, but neither built into Python nor from its standard library or installed packages
@@ -35,7 +40,7 @@ TRUSTED_TARGETS = (
 )
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """The file given as a checkpoint cannot be used."""
 
 
@@ -43,8 +48,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """`torch.load(weights_only=True)`: a checkpoint that carries code is refused, not run; so is one whose saved
     config would make rebuilding the run import and call something the user never chose."""
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+    _check_is_checkpoint_file(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -66,6 +70,70 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             "the standard library and the installed packages). Rebuilding the run would import and call it."
         )
     return checkpoint
+
+
+def _check_is_checkpoint_file(path: Path) -> None:
+    """A missing file, a folder or a file that is no torch checkpoint at all, named as such before unpickling."""
+    if path.is_dir():
+        inside = sorted(path.glob("*.ckpt")) or sorted(path.glob(f"{CHECKPOINT_DIR}/*.ckpt"))
+        example = next((p for p in inside if p.name == LAST_CHECKPOINT), inside[0] if inside else None)
+        hint = f", e.g. {example}" if example else f" (there is none in {path})"
+        raise CheckpointError(f"ckpt_path={path} is a directory: pass a .ckpt file inside it{hint}")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    with open(path, "rb") as file:
+        start = file.read(len(TORCH_FILE_STARTS[0]))
+    if not start:
+        raise CheckpointError(f"{path} is an empty file, not a checkpoint")
+    # torch.save writes a zip archive (a truncated one is reported below, when it fails to load); files of
+    # torch's legacy format start as a pickle. Anything else was never written by torch.save.
+    if not start.startswith(TORCH_FILE_STARTS):
+        raise CheckpointError(
+            f"{path} is not a checkpoint file (not a zip/torch file; it starts with {start!r}): pass a .ckpt "
+            "file that training wrote, e.g. logs/runs/<run>/checkpoints/last.ckpt"
+        )
+
+
+def describe_model(config: dict[str, Any]) -> str:
+    """A run's model as a reader recognises it, from its resolved config: `LeNet5(kernel_size=5, …) on
+    MNISTDataModule`."""
+    model = config.get("model") or {}
+    settings = [
+        f"{key}={value}"
+        for key, value in model.items()
+        if key != "_target_" and not isinstance(value, dict) and len(str(value)) <= 40
+    ]
+    shown = ", ".join(settings[:MODEL_SETTINGS_SHOWN]) + (
+        ", …" if len(settings) > MODEL_SETTINGS_SHOWN else ""
+    )
+    name = str(model.get("_target_", "an unknown model")).rsplit(".", 1)[-1]
+    data = str((config.get("data") or {}).get("_target_", "")).rsplit(".", 1)[-1]
+    return f"{name}({shown})" + (f" on {data}" if data else "")
+
+
+def check_weights_fit(
+    expected: dict[str, torch.Tensor], checkpoint: dict[str, Any], path: str | Path, config: dict[str, Any]
+) -> None:
+    """The weights of `checkpoint` must fit the task state `expected` that this run's `config` builds; if they
+    do not, say which model the checkpoint holds instead of Lightning's list of size mismatches."""
+    saved = checkpoint["state_dict"]
+    built = {
+        k: v for k, v in expected.items() if not isinstance(v, torch.nn.parameter.UninitializedTensorMixin)
+    }
+    missing, unexpected = sorted(built.keys() - saved.keys()), sorted(saved.keys() - expected.keys())
+    resized = sorted(k for k in built.keys() & saved.keys() if tuple(built[k].shape) != tuple(saved[k].shape))
+    if not (missing or unexpected or resized):
+        return
+    if resized:
+        key = resized[0]
+        detail = f"{key} is {list(saved[key].shape)} there and {list(built[key].shape)} here"
+    else:
+        detail = f"{len(missing)} weights missing, {len(unexpected)} not of this model, e.g. {(missing or unexpected)[0]}"
+    raise CheckpointError(
+        f"{path} holds another model: {describe_model(saved_config(checkpoint))}, while this run builds "
+        f"{describe_model(config)}; its weights do not fit ({detail}). Give the model and data overrides of the "
+        "run that wrote it, or another checkpoint."
+    )
 
 
 def record_run(checkpoint: dict[str, Any], config: dict[str, Any]) -> None:

@@ -41,3 +41,12 @@ def skip_futile_nvml_probe() -> None:
         ctypes.CDLL("libnvidia-ml.so.1")
     except OSError:
         del os.environ[NVML_CUDA_CHECK]
+
+
+def launched_rank() -> int:
+    """The global rank this process was started as: 0 for the process the user started, others for the DDP
+    processes Lightning's launchers (subprocess script, torchrun, SLURM) start, read from their variables."""
+    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if name in os.environ:
+            return int(os.environ[name])
+    return 0

@@ -11,6 +11,7 @@ LAST_CHECKPOINT = "last.ckpt"
 METRICS_FILE = "metrics.json"
 STATUS_FILE = "status.json"
 HYDRA_DIR = ".hydra"
+TEST_DIR = "test"  # where the eval.py command printed after a Ctrl-C in the test phase writes
 OVERRIDES_FILE = f"{HYDRA_DIR}/overrides.yaml"
 CONFIG_FILE = f"{HYDRA_DIR}/config.yaml"
 

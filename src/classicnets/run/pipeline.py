@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import logging
 import math
+import signal
 from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning.pytorch import LightningDataModule, Trainer, seed_everything
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from classicnets.errors import ConfigError
 from classicnets.run.build import build, make_trainer
 from classicnets.run.callbacks import (
     DivergedError,
@@ -22,36 +26,60 @@ from classicnets.run.callbacks import (
     RngStates,
     RunRecordInCheckpoint,
 )
-from classicnets.run.checkpoints import load_checkpoint, saved_config
+from classicnets.run.checkpoints import check_weights_fit, describe_model, load_checkpoint, saved_config
 from classicnets.run.devices import skip_futile_nvml_probe
 from classicnets.run.files import last_checkpoint, write_metrics
-from classicnets.run.output_dir import check_output_dir
-from classicnets.run.resume import checkpoint_to_resume, report_interrupted
+from classicnets.run.output_dir import check_output_dir, claim_run_dir
+from classicnets.run.resume import checkpoint_to_resume, newest_checkpoint, report_interrupted
 from classicnets.run.status import write_status
+from classicnets.run.validate import check_config
 from classicnets.tasks import Task
 
 log = logging.getLogger(__name__)
 
+# config groups eval.py takes from the checkpoint: an override of them would be ignored
+REBUILT_FROM_CHECKPOINT = ("model", "optimizer", "scheduler", "regularization", "experiment")
+
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit, then test the best checkpoint; write `metrics.json` into the run directory and return the metrics."""
-    skip_futile_nvml_probe()
+    """Fit, then test the best checkpoint; write `metrics.json` into the run directory and return the metrics.
+
+    A Ctrl-C or SIGTERM in any phase ends with status `interrupted`, the command that carries on, and exit
+    status 128 + signal (`report_interrupted`).
+    """
+    check_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
+    if not _in_sweep():  # a sweep decides per job whether its directory is reused (sweeps/jobs.py)
+        claim_run_dir(output_dir, cfg.get("resume"), cfg.get("ckpt_path"), bool(cfg.get("overwrite")))
+    skip_futile_nvml_probe()
     seed_everything(cfg.seed, workers=True)
     ckpt_path = checkpoint_to_resume(cfg)
-    datamodule, task = build(cfg)
-    check_output_dir(output_dir, sum(p.numel() * p.element_size() for p in task.parameters()))
-    config = OmegaConf.to_container(cfg, resolve=True)
     stop = GracefulStop(last_checkpoint(output_dir))
-    safety = [RngStates(), FiniteLoss(cfg.get("nan_policy", "stop")), stop]
-    trainer = make_trainer(cfg, [RunRecordInCheckpoint(config), *safety])
-    _log_hyperparameters(trainer, config, datamodule, task)
+    phase, best = "setup", ""
+
+    def interrupted(received: signal.Signals | None) -> SystemExit:
+        checkpoint = {"test": Path(best or stop.checkpoint_path), "quit": newest_checkpoint(output_dir)}
+        data_dir = cfg.paths.data_dir if "data_dir" in cfg.data else None
+        code = report_interrupted(
+            output_dir, received, phase, checkpoint.get(phase, stop.checkpoint_path), data_dir
+        )
+        return SystemExit(code)
 
     try:
+        datamodule, task = build(cfg)
+        config = OmegaConf.to_container(cfg, resolve=True)
+        if ckpt_path:  # another model's checkpoint is named as such, not as Lightning's size mismatches
+            check_weights_fit(task.state_dict(), load_checkpoint(ckpt_path), ckpt_path, config)
+        check_output_dir(output_dir, sum(p.numel() * p.element_size() for p in task.parameters()))
+        safety = [RngStates(), FiniteLoss(cfg.get("nan_policy", "stop")), stop]
+        trainer = make_trainer(cfg, [RunRecordInCheckpoint(config), *safety])
+        _log_hyperparameters(trainer, config, datamodule, task)
+        phase = "fit"
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         metrics = final_metrics(trainer.callback_metrics)
         if cfg.get("test", True):
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            phase = "test"
             trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
             metrics.update(final_metrics(trainer.callback_metrics))
             if best:
@@ -61,8 +89,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if trainer.is_global_zero:
             write_status(output_dir, "diverged", reason=str(error))
         return {}
-    except SIGTERMException:  # during the test too: Lightning's SystemExit would otherwise exit with status 0
-        raise SystemExit(report_interrupted(output_dir, stop.checkpoint_path, stop.received)) from None
+    except SIGTERMException:  # Lightning's SystemExit would otherwise exit with status 0
+        raise interrupted(stop.received) from None
+    except KeyboardInterrupt:  # outside Lightning's loops, where Python's own Ctrl-C handler is in place
+        raise interrupted(signal.SIGINT) from None
+    except SystemExit:
+        if not stop.quit:
+            raise
+        # a second Ctrl-C: Lightning turned the KeyboardInterrupt into exit status 1
+        phase = "quit" if phase == "fit" else phase
+        raise interrupted(signal.SIGINT) from None
     if trainer.is_global_zero:
         log.info("final metrics written to %s", write_metrics(output_dir, metrics))
     return metrics
@@ -73,19 +109,39 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     the saved ones."""
     checkpoint = load_checkpoint(cfg.ckpt_path)
     run = OmegaConf.create(saved_config(checkpoint))
+    if ignored := [key for key in REBUILT_FROM_CHECKPOINT if key in cfg]:
+        held = describe_model(saved_config(checkpoint))
+        raise ConfigError(
+            f"{', '.join(ignored)}: eval.py rebuilds the run the checkpoint holds ({held}); only data.<key>=… "
+            "and task.<key>=… change it. Drop the override, or evaluate a checkpoint of that model."
+        )
     if "data_dir" in run.data:
         run.data.data_dir = cfg.paths.data_dir
     run.data = OmegaConf.merge(run.data, cfg.get("data") or {})
     run.task = OmegaConf.merge(run.task, cfg.get("task") or {})
+    check_config(run, only=("data.",))
     datamodule, task = build(run, checkpoint)
+    check_weights_fit(task.state_dict(), checkpoint, cfg.ckpt_path, OmegaConf.to_container(run, resolve=True))
     task.load_state_dict(checkpoint["state_dict"])
-    trainer = make_trainer(cfg, [])
-    trainer.test(task, datamodule=datamodule)
+    stop = GracefulStop()
+    trainer = make_trainer(cfg, [stop])
+    try:
+        trainer.test(task, datamodule=datamodule)
+    except SystemExit as stopped:
+        if isinstance(stopped, SIGTERMException) or stop.quit:  # else not a signal's doing
+            received = stop.received or signal.SIGTERM
+            log.error("%s: the evaluation stopped; no metrics were written", received.name)
+            raise SystemExit(128 + int(received)) from None
+        raise
     metrics = final_metrics(trainer.callback_metrics)
     if trainer.is_global_zero:
         write_metrics(cfg.paths.output_dir, metrics)
         print(json.dumps(metrics, indent=2))
     return metrics
+
+
+def _in_sweep() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def _log_hyperparameters(trainer: Trainer, config: dict, datamodule: LightningDataModule, task: Task) -> None:

@@ -13,22 +13,23 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
+from classicnets.errors import ConfigError
 from classicnets.run.checkpoints import CheckpointError, load_checkpoint
+from classicnets.run.files import TEST_DIR
 from classicnets.run.status import write_status
+from classicnets.run.validate import RESUME_MODES
 
 log = logging.getLogger(__name__)
-
-RESUME_MODES = (None, "auto")
 
 
 def checkpoint_to_resume(cfg: DictConfig) -> str | None:
     """The checkpoint `trainer.fit` should start from, checked to load before any training starts."""
     explicit, mode = cfg.get("ckpt_path"), cfg.get("resume")
     if mode not in RESUME_MODES:
-        raise ValueError(f"resume must be one of {RESUME_MODES}, got {mode!r}")
+        raise ConfigError(f"resume={mode}: must be auto, or left out")
     if explicit:
         if mode:
-            raise ValueError("give either ckpt_path=FILE or resume=auto, not both")
+            raise ConfigError("ckpt_path and resume: give either ckpt_path=FILE or resume=auto, not both")
         # a truncated or foreign file is refused here, with its name, rather than deep inside Lightning
         load_checkpoint(explicit)
         return str(explicit)
@@ -73,16 +74,51 @@ def resume_command(output_dir: Path) -> str:
     return shlex.join(["python", script, *overrides, f"hydra.run.dir={output_dir}", "resume=auto"])
 
 
-def report_interrupted(output_dir: Path, checkpoint: Path, received: signal.Signals | None) -> int:
-    """Say where the checkpoint of a stopped run is and how to resume it, record status `interrupted`, and
-    return the exit status a shell expects after that signal (128 + its number)."""
+def eval_command(checkpoint: Path, output_dir: Path, data_dir: str | None = None) -> str:
+    """The command that tests `checkpoint` as the run's test phase would have: eval.py, writing into the run's
+    `test/` folder (`paths.data_dir` where the run read its data from one)."""
+    arguments = ["python", "eval.py", f"ckpt_path={checkpoint}"]
+    if data_dir:
+        arguments.append(f"paths.data_dir={data_dir}")
+    return shlex.join([*arguments, f"hydra.run.dir={output_dir / TEST_DIR}"])
+
+
+def report_interrupted(
+    output_dir: Path,
+    received: signal.Signals | None,
+    phase: str,
+    checkpoint: Path | None = None,
+    data_dir: str | None = None,
+) -> int:
+    """Say what a stopped run kept and the command that carries on, record status `interrupted`, and return the
+    exit status a shell expects after that signal (128 + its number).
+
+    `phase` is where it stopped: "setup" (building and reading the data: nothing trained yet), "fit" (training,
+    stopped at a step boundary with its state saved in `checkpoint`), "quit" (a second Ctrl-C during training:
+    `checkpoint` is the newest one saved before, or None), "test" (training done: `checkpoint` is the one to
+    test, and the command tests it with eval.py).
+    """
     received = received or signal.SIGTERM
-    command = resume_command(output_dir)
-    log.error(
-        "%s: training stopped, state saved in %s. To resume, run:\n  %s", received.name, checkpoint, command
-    )
-    if rank_zero_only.rank == 0:
-        write_status(
-            output_dir, "interrupted", reason=received.name, checkpoint=str(checkpoint), resume=command
+    if phase == "test":
+        command = eval_command(checkpoint, output_dir, data_dir)
+        message = f"stopped during the test; training had finished, its best checkpoint is {checkpoint}"
+        then, extra = "To test it, run", {"checkpoint": str(checkpoint), "finish": command}
+    else:
+        command = resume_command(output_dir)
+        then = (
+            "To resume, run" if checkpoint is not None and checkpoint.is_file() else "To start it again, run"
         )
+        if phase == "setup":
+            message = "stopped while preparing the run (reading the data), before any training"
+        elif phase == "quit":
+            kept = f"the newest checkpoint is {checkpoint}" if then == "To resume, run" else "none was saved"
+            message = f"quit at once, without saving (Ctrl-C twice); {kept}"
+        elif then == "To resume, run":
+            message = f"training stopped, state saved in {checkpoint}"
+        else:
+            message = "training stopped before any checkpoint was saved"
+        extra = {"checkpoint": str(checkpoint) if checkpoint else None, "resume": command}
+    log.error("%s: %s. %s:\n  %s", received.name, message, then, command)
+    if rank_zero_only.rank == 0:
+        write_status(output_dir, "interrupted", reason=received.name, **extra)
     return 128 + int(received)

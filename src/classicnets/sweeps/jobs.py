@@ -19,6 +19,8 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig, read_write
 
+from classicnets.errors import UserError
+from classicnets.run.devices import launched_rank
 from classicnets.run.files import read_metrics
 from classicnets.run.status import read_status, write_status
 
@@ -44,7 +46,7 @@ def run_job(cfg: DictConfig, train: Callable[[DictConfig], dict[str, float]]) ->
         log.info("%s already holds this job's finished run: skipped", output_dir)
         return read_metrics(output_dir)
     # the other DDP ranks run this function too; the job's record is rank 0's to keep
-    record = write_status if _global_rank() == 0 else _ignore
+    record = write_status if launched_rank() == 0 else _ignore
     record(
         output_dir,
         "running",
@@ -64,7 +66,10 @@ def run_job(cfg: DictConfig, train: Callable[[DictConfig], dict[str, float]]) ->
         record(output_dir, status, f"{type(cause).__name__}: {cause}", wall_time_s=time.monotonic() - start)
         if not multirun:
             raise
-        log.exception("job %s %s; the sweep goes on", output_dir, status)
+        if isinstance(cause, UserError):  # its message says it all
+            log.error("job %s %s: %s; the sweep goes on", output_dir, status, cause)
+        else:
+            log.exception("job %s %s; the sweep goes on", output_dir, status)
         return None
     # the pipeline may have recorded a more specific ending (e.g. diverged) itself
     if (read_status(output_dir) or {}).get("status") == "running":
@@ -95,14 +100,6 @@ def _experiment_overrides(overrides: list[str]) -> list[str]:
 
 def _ignore(*args: Any, **kwargs: Any) -> None:
     return None
-
-
-def _global_rank() -> int:
-    # the variables Lightning's launchers (subprocess script, torchrun, SLURM) give the other processes
-    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
-        if name in os.environ:
-            return int(os.environ[name])
-    return 0
 
 
 @contextmanager

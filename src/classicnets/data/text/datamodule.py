@@ -23,6 +23,7 @@ from classicnets.data.sampling import EpochSampler, ResumableDataLoader
 from classicnets.data.text.batching import BucketBatchSampler, TokenSequences, pad_batch
 from classicnets.data.text.readers import Example
 from classicnets.data.text.vocab import UNK_INDEX, Vocabulary, tokenize
+from classicnets.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
 VOCAB_FILE = "vocab.json"
@@ -63,7 +64,7 @@ class TextClassificationDataModule(LightningDataModule):
     ) -> None:
         super().__init__()
         if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+            raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
         tokenize("", tokenizer)  # an unknown level fails here, before any data is read
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
@@ -85,6 +86,10 @@ class TextClassificationDataModule(LightningDataModule):
     def read_split(self, split: str) -> list[Example] | None:
         """The examples of "train", "val" or "test"; None for "val" when it is to be cut from "train"."""
 
+    def describe(self, split: str) -> str:
+        """Where a split is read from, for messages about its contents."""
+        return f"the {split} split of {type(self).__name__}"
+
     @property
     def sizes(self) -> dict[str, Any]:
         """The sizes the model is built for; the pipeline passes them on as `${sizes.*}`."""
@@ -101,6 +106,13 @@ class TextClassificationDataModule(LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
+        if stage == "test" and self.vocab is not None and self.classes:
+            # a checkpoint's vocabulary and classes were restored (eval): the training texts are not needed
+            test = self.read_split("test")
+            self.splits = {
+                "test": TokenSequences([self._ids(self._tokens(e.text)) for e in test], self._label_ids(test))
+            }
+            return
         train = self.read_split("train")
         val = self.read_split("val")
         if val is None:
@@ -112,6 +124,11 @@ class TextClassificationDataModule(LightningDataModule):
         }
         if not self.classes:
             self.classes = ordered_labels({e.label for e in train})
+            if len(self.classes) < 2:
+                raise CorruptDatasetError(
+                    f"{self.describe('train')}: every training example has the label {self.classes[0]!r}; "
+                    "classification needs at least 2 classes"
+                )
         if self.vocab is None:  # counted on the truncated texts: the tokens the model will actually read
             self.vocab = Vocabulary.build(tokens["train"], self.min_freq, self.max_vocab_size)
             if self.vocab_dir is not None:  # a restored vocabulary is already next to its run's checkpoints

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from classicnets.data.text.datamodule import TextClassificationDataModule
-from classicnets.data.text.readers import Example, read_class_folders, read_table
+from classicnets.data.text.readers import Example, check_encoding, read_class_folders, read_table
+from classicnets.errors import ConfigError
 
 
 class TextFilesDataModule(TextClassificationDataModule):
@@ -13,7 +14,8 @@ class TextFilesDataModule(TextClassificationDataModule):
 
     Files are read by extension: `.csv`/`.tsv` with a header row naming `text_field` and `label_field`, or
     `.jsonl` with one object per line (each optionally gzipped). A folder holds one sub-folder per class with
-    one text per file. Labels may be any strings; class names are the training labels in sorted order (numeric
+    one text per file; `encoding` is the files' (UTF-8 by default, a byte-order mark at the start dropped).
+    Labels may be any strings; class names are the training labels in sorted order (numeric
     labels numerically). Without a validation file or folder, `val_fraction` of train is held out with the seed.
     """
 
@@ -28,6 +30,7 @@ class TextFilesDataModule(TextClassificationDataModule):
         test_dir: str | None = None,
         text_field: str = "text",
         label_field: str = "label",
+        encoding: str = "utf-8",
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -41,19 +44,24 @@ class TextFilesDataModule(TextClassificationDataModule):
         }
         for split, (file, directory) in self.sources.items():
             if file and directory:
-                raise ValueError(f"text_files: give data.{split}_file or data.{split}_dir, not both")
+                raise ConfigError(f"text_files: give data.{split}_file or data.{split}_dir, not both")
             if split != "val" and not (file or directory):
-                raise ValueError(
+                raise ConfigError(
                     f"text_files needs data.{split}_file=FILE (.csv, .tsv or .jsonl) or data.{split}_dir=DIR "
                     f"(one folder per class)"
                 )
         self.text_field = text_field
         self.label_field = label_field
+        self.encoding = check_encoding(encoding)
 
     def read_split(self, split: str) -> list[Example] | None:
         file, directory = self.sources[split]
         if directory:
-            return read_class_folders(Path(directory))
+            return read_class_folders(Path(directory), encoding=self.encoding)
         if file:
-            return read_table(Path(file), self.text_field, self.label_field)
+            return read_table(Path(file), self.text_field, self.label_field, self.encoding)
         return None
+
+    def describe(self, split: str) -> str:
+        file, directory = self.sources[split]
+        return str(Path(file or directory).expanduser())

@@ -7,6 +7,7 @@ and end tokens and padding id 0 everywhere after a sequence.
 
 from __future__ import annotations
 
+import logging
 import random
 from abc import abstractmethod
 from collections.abc import Sequence
@@ -22,9 +23,16 @@ from classicnets.data.batches import TensorBatches
 from classicnets.data.errors import CorruptDatasetError, DatasetNotFoundError
 from classicnets.data.sampling import EpochSampler
 from classicnets.data.text.batching import BucketBatchSampler, pad_ids
+from classicnets.data.text.readers import check_encoding, not_text_error, open_text
 from classicnets.data.text.vocab import PAD_INDEX, Vocabulary, tokenize
+from classicnets.errors import ConfigError
 
 Pair = tuple[str, str]
+# tokens a side of a pair may have: far above the built-in dates (up to ~70 characters) and the sentences of
+# sentence-pair corpora (Tatoeba's rarely pass 50 words), far below what exhausts memory
+DEFAULT_MAX_LENGTH = 200
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -87,24 +95,27 @@ class PairTokenizer:
         )
 
 
-def read_pairs(path: str | Path) -> list[Pair]:
+def read_pairs(path: str | Path, encoding: str = "utf-8") -> list[Pair]:
     """Read `source<TAB>target` lines; blank lines are skipped and columns after the second ignored (the
     attribution column of the Tatoeba/manythings sentence-pair files)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise DatasetNotFoundError(f"parallel text file {path} does not exist")
     pairs = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            fields = line.rstrip("\n\r").split("\t")
-            if len(fields) < 2 or not fields[0].strip() or not fields[1].strip():
-                raise CorruptDatasetError(
-                    f"{path}:{number}: expected 'source<TAB>target' with both sides non-empty, got "
-                    f"{line.rstrip()[:80]!r}. Fix or remove the line."
-                )
-            pairs.append((fields[0].strip(), fields[1].strip()))
+    try:
+        with open_text(path, encoding) as lines:
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                fields = line.rstrip("\n\r").split("\t")
+                if len(fields) < 2 or not fields[0].strip() or not fields[1].strip():
+                    raise CorruptDatasetError(
+                        f"{path}:{number}: expected 'source<TAB>target' with both sides non-empty, got "
+                        f"{line.rstrip()[:80]!r}. Fix or remove the line."
+                    )
+                pairs.append((fields[0].strip(), fields[1].strip()))
+    except UnicodeDecodeError as error:
+        raise not_text_error(path, encoding, error) from error
     if not pairs:
         raise CorruptDatasetError(f"{path} holds no sentence pairs")
     return pairs
@@ -121,6 +132,8 @@ class PairsDataModule(LightningDataModule):
     """Base for sentence-pair data held in memory; subclasses say where the train, val and test pairs come from.
 
     The vocabularies are built from the training pairs only and saved in the checkpoint (`state_dict`).
+    `max_length` bounds the tokens of each side: a longer pair is left out (counted in the log), since one pair
+    of thousands of tokens makes a batch's activations grow past any memory.
     """
 
     def __init__(
@@ -129,12 +142,14 @@ class PairsDataModule(LightningDataModule):
         lowercase: bool = False,
         min_freq: int = 1,
         max_vocab_size: int | None = None,
+        max_length: int | None = DEFAULT_MAX_LENGTH,
         batch_size: int = 64,
         eval_batch_size: int = 256,
         seed: int = 42,
     ) -> None:
         super().__init__()
         tokenize("", tokenizer)  # an unknown tokenizer fails here, naming the choices
+        self.max_length = max_length
         self.level = tokenizer
         self.lowercase = lowercase
         self.min_freq = min_freq
@@ -164,7 +179,7 @@ class PairsDataModule(LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        pairs = self.load_pairs()
+        pairs = {split: self._bounded(split, split_pairs) for split, split_pairs in self.load_pairs().items()}
         if self.pair_tokenizer is None:
             self.pair_tokenizer = PairTokenizer.build(
                 pairs["train"], self.level, self.lowercase, self.min_freq, self.max_vocab_size
@@ -173,6 +188,29 @@ class PairsDataModule(LightningDataModule):
             len(self.pair_tokenizer.tokenize(target)) for _, target in pairs["train"]
         )
         self.splits = {split: self._encode(split_pairs) for split, split_pairs in pairs.items()}
+
+    def _bounded(self, split: str, pairs: list[Pair]) -> list[Pair]:
+        """The pairs whose sides both have at most `max_length` tokens."""
+        if self.max_length is None:
+            return pairs
+        lengths = [max(len(tokenize(side, self.level, self.lowercase)) for side in pair) for pair in pairs]
+        kept = [pair for pair, length in zip(pairs, lengths, strict=True) if length <= self.max_length]
+        if len(kept) < len(pairs):
+            log.warning(
+                "%s split: left out %d of %d pairs with a side longer than data.max_length=%d tokens "
+                "(the longest has %d)",
+                split,
+                len(pairs) - len(kept),
+                len(pairs),
+                self.max_length,
+                max(lengths),
+            )
+        if not kept:
+            raise CorruptDatasetError(
+                f"every pair of the {split} split has a side longer than data.max_length={self.max_length} "
+                "tokens: raise data.max_length"
+            )
+        return kept
 
     def _encode(self, pairs: Sequence[Pair]) -> TensorBatches:
         sources = [self.pair_tokenizer.encode_source(source) for source, _ in pairs]
@@ -234,18 +272,20 @@ class ParallelTextDataModule(PairsDataModule):
         test_file: str | Path,
         val_file: str | Path | None = None,
         val_fraction: float = 0.1,
+        encoding: str = "utf-8",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.encoding = check_encoding(encoding)
         if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+            raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
         self.train_file, self.test_file, self.val_file = train_file, test_file, val_file
         self.val_fraction = val_fraction
 
     def load_pairs(self) -> dict[str, list[Pair]]:
-        train = read_pairs(self.train_file)
+        train = read_pairs(self.train_file, self.encoding)
         if self.val_file:
-            val = read_pairs(self.val_file)
+            val = read_pairs(self.val_file, self.encoding)
         else:
             random.Random(self.seed).shuffle(train)
             n_val = max(1, round(len(train) * self.val_fraction))
@@ -255,4 +295,4 @@ class ParallelTextDataModule(PairsDataModule):
                     f"pass data.val_file=…"
                 )
             val, train = train[:n_val], train[n_val:]
-        return {"train": train, "val": val, "test": read_pairs(self.test_file)}
+        return {"train": train, "val": val, "test": read_pairs(self.test_file, self.encoding)}

@@ -12,6 +12,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from classicnets.errors import ConfigError
+
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 SPECIALS = (PAD, UNK, BOS, EOS)  # fixed ids 0..3: padding is always 0, which the models rely on
 PAD_INDEX, UNK_INDEX, BOS_INDEX, EOS_INDEX = range(4)
@@ -31,7 +33,7 @@ def tokenize(text: str, level: str = "word", lowercase: bool = True) -> list[str
         return list(text)
     if level == "whitespace":
         return text.split()
-    raise ValueError(f"unknown tokenization level {level!r}; valid choices: word, char, whitespace")
+    raise ConfigError(f"unknown tokenization level {level!r}; valid choices: word, char, whitespace")
 
 
 def until_end(ids: Sequence[int], include_end: bool = False) -> list[int]:
