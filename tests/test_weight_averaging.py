@@ -37,7 +37,9 @@ def test_ema_validates_checkpoints_and_tests_the_averaged_weights(make_config, t
     plain = torch.load(best, map_location="cpu", weights_only=True)  # no pickled objects in it
     averaged, raw = plain["state_dict"], plain["current_model_state"]
     assert plain["averaging_state"]["n_averaged"] > 1
-    moved = [key for key in averaged if averaged[key].is_floating_point() and not averaged[key].equal(raw[key])]
+    moved = [
+        key for key in averaged if averaged[key].is_floating_point() and not averaged[key].equal(raw[key])
+    ]
     assert "net.classifier.0.weight" in moved or len(moved) > 4  # the average is not the last step's weights
 
     # eval.py and predict.py rebuild the network with the averaged weights, and test what the run tested
@@ -65,7 +67,9 @@ def test_swa_averages_checkpoints_and_tests_the_average(make_config, tmp_path: P
     checkpoint = load_checkpoint(tested)  # weights_only=True
     state = checkpoint["callbacks"]["StochasticWeightAveraging"]
     assert int(state["n_averaged"]) == 2
-    average = {k.removeprefix("net."): v for k, v in state["average_model_state"].items() if k.startswith("net.")}
+    average = {
+        k.removeprefix("net."): v for k, v in state["average_model_state"].items() if k.startswith("net.")
+    }
     weights = network_weights(checkpoint)
     assert weights.keys() == average.keys()
     for key, value in weights.items():

@@ -300,7 +300,9 @@ class EMAWeightAveraging(lightning_callbacks.EMAWeightAveraging):
     eval.py tested the averaged ones. Resuming a fit restores both, as Lightning does.
     """
 
-    def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_load_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         if trainer.state.fn == TrainerFn.FITTING:
             super().on_load_checkpoint(trainer, pl_module, checkpoint)
 
