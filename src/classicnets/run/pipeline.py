@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from classicnets.run.files import last_checkpoint, write_metrics
 from classicnets.run.output_dir import check_output_dir
 from classicnets.run.resume import checkpoint_to_resume, report_interrupted
 from classicnets.run.status import write_status
+from classicnets.run.trackers import finish_runs, record_outcome
 from classicnets.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -50,12 +52,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     try:
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         metrics = final_metrics(trainer.callback_metrics)
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if cfg.get("test", True):
-            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
             trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
             metrics.update(final_metrics(trainer.callback_metrics))
             if best:
                 log.info("tested the best checkpoint %s", best)
+        record_outcome(trainer, metrics, {"best": best, "last": last_checkpoint(output_dir)})
     except DivergedError as error:
         log.error("diverged: %s", error)
         if trainer.is_global_zero:
@@ -63,6 +66,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         return {}
     except SIGTERMException:  # during the test too: Lightning's SystemExit would otherwise exit with status 0
         raise SystemExit(report_interrupted(output_dir, stop.checkpoint_path, stop.received)) from None
+    finally:
+        finish_runs(trainer.loggers, failed=sys.exc_info()[0] is not None)
     if trainer.is_global_zero:
         log.info("final metrics written to %s", write_metrics(output_dir, metrics))
     return metrics
