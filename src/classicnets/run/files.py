@@ -13,6 +13,7 @@ STATUS_FILE = "status.json"
 HYDRA_DIR = ".hydra"
 OVERRIDES_FILE = f"{HYDRA_DIR}/overrides.yaml"
 CONFIG_FILE = f"{HYDRA_DIR}/config.yaml"
+LR_FIND_PLOT = "lr_find.png"
 
 
 def last_checkpoint(output_dir: str | os.PathLike) -> Path:
