@@ -3,6 +3,8 @@ tracker wrote (MLflow's store through MLflow's own client, the offline W&B run f
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -110,3 +112,24 @@ def test_sweep_with_three_loggers_groups_its_runs(tmp_path: Path, wandb_offline)
     wandb_runs = offline_runs(sweep)
     assert [run["run"]["group"] for run in wandb_runs] == [str(sweep)] * 2
     assert sorted(run["config"]["seed"] for run in wandb_runs) == [1, 2]
+
+
+@pytest.mark.slow
+def test_jobs_starting_together_create_one_mlflow_store(tmp_path: Path) -> None:
+    """The jobs of `launcher=parallel` start at once: one creates the store's tables, the others wait for it."""
+    job = (
+        "import sys\n"
+        "from classicnets.run.trackers import MLFlowLogger\n"
+        "logger = MLFlowLogger(experiment_name='classicnets', tracking_uri=sys.argv[1], run_name=sys.argv[2])\n"
+        "logger.log_hyperparams({'job': sys.argv[2]})\n"
+        "logger.finalize('success')\n"
+    )
+    uri = f"sqlite:///{tmp_path / 'logs' / 'mlflow.db'}"
+    jobs = [
+        subprocess.Popen([sys.executable, "-c", job, uri, str(n)], stderr=subprocess.PIPE, text=True)
+        for n in range(3)
+    ]
+    errors = [process.communicate(timeout=300)[1] for process in jobs]
+    assert [process.returncode for process in jobs] == [0, 0, 0], errors
+    _, runs = _mlflow_runs(tmp_path / "logs")
+    assert sorted(run.data.params["job"] for run in runs) == ["0", "1", "2"]
