@@ -16,11 +16,12 @@ user_code_importable()
 def main(cfg: DictConfig) -> float | None:
     # imported here so that --help and --cfg answer before torch and Lightning load
     from classicnets.run.pipeline import train
+    from classicnets.run.tune import tune
     from classicnets.sweeps.jobs import run_job
 
     # status.json in the run directory; under -m a failed job returns None and the sweep goes on
     with expected_errors_reported():
-        metrics = run_job(cfg, train)
+        metrics = run_job(cfg, tune if cfg.get("tune") else train)
     optimized = cfg.get("optimized_metric")
     return metrics.get(optimized) if metrics and optimized else None
 

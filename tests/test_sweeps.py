@@ -3,6 +3,7 @@ finished jobs, parallel jobs get their own GPU, DDP stays in its job, Optuna sea
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -261,3 +262,78 @@ def test_optuna_search_runs_three_trials(tmp_path: Path) -> None:
         assert returned in {t.value for t in trials}
     assert len(Report(sweep).params) == 5  # the searched hyperparameters, one column each
     assert OmegaConf.load(sweep / "0" / ".hydra" / "config.yaml").optimized_metric == "val/acc_best"
+
+
+def test_report_of_a_seed_sweep_shows_mean_std_and_n(tmp_path: Path) -> None:
+    """Two optimizers × three seeds, one seed of adamw failed: the files of six runs, as train.py writes them."""
+    sweep = tmp_path / "sweep"
+    test_acc = {"adam": [0.90, 0.92, 0.94], "adamw": [0.80, 0.83, None]}
+    for job, (optimizer, seed) in enumerate((o, s) for o in test_acc for s in range(3)):
+        run = sweep / str(job)
+        (run / ".hydra").mkdir(parents=True)
+        overrides = [
+            f"optimizer={optimizer}",
+            f"seed={seed}",
+            "trainer.max_epochs=2",
+            f"paths.data_dir={tmp_path}",
+        ]
+        (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+        (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"optimized_metric": "val/acc_best"}))
+        accuracy = test_acc[optimizer][seed]
+        (run / "csv").mkdir()
+        curve = [0.5 + 0.1 * seed, 0.7 + 0.1 * seed] if accuracy else [0.4]
+        rows = ["epoch,step,val/acc"] + [f"{e},{e},{v}" for e, v in enumerate(curve)]
+        (run / "csv" / "metrics.csv").write_text("\n".join(rows) + "\n")
+        if accuracy is None:
+            write_status(run, "failed", "RuntimeError: out of memory", wall_time_s=5.0)
+            continue
+        metrics = {"test/acc": accuracy, "val/acc_best": accuracy - 0.01, "val/acc": curve[-1]}
+        (run / "metrics.json").write_text(json.dumps(metrics))
+        write_status(run, "completed", wall_time_s=60.0 + seed)
+
+    report = Report(sweep)
+    assert report.seeds == ["0", "1", "2"] and report.factors == ["optimizer"]
+    assert [c.overrides for c in report.configurations] == [{"optimizer": "adam"}, {"optimizer": "adamw"}]
+    report.write()
+
+    markdown = (sweep / "report.md").read_text()
+    assert "## Mean ± standard deviation over seeds" in markdown
+    table = markdown.split("## Mean ± standard deviation over seeds")[1].split("## Every run")[0]
+    # adam: test/acc 0.90, 0.92, 0.94 → 0.92 ± 0.02 (sample std); adamw: 0.80, 0.83, its seed 2 failed
+    assert "| 1 | adam | 0.9100 ± 0.0200 | 0.8000 ± 0.1000 | 0.9200 ± 0.0200 | 3 | 2 | 61 |" in table
+    assert "| 2 | adamw | 0.8050 ± 0.0212 | 0.7500 ± 0.0707 | 0.8150 ± 0.0212 | 2 of 3 | 2 | 60 |" in table
+    assert markdown.count("| completed |") == 5 and "out of memory" in markdown
+
+    with (sweep / "report_seeds.csv").open() as file:
+        rows = {row["optimizer"]: row for row in csv.DictReader(file)}
+    assert rows["adam"]["seeds"] == "0 1 2" and (rows["adamw"]["runs"], rows["adamw"]["completed"]) == (
+        "3",
+        "2",
+    )
+    assert float(rows["adam"]["test/acc mean"]) == pytest.approx(0.92)
+    assert float(rows["adam"]["test/acc std"]) == pytest.approx(0.02)
+    assert rows["adamw"]["test/acc n"] == "2" and float(rows["adamw"]["test/acc mean"]) == pytest.approx(
+        0.815
+    )
+
+    # the bars carry error bars, and the curves are means over the seeds in a band
+    import matplotlib.pyplot as plt
+
+    figures = []
+    original = plt.subplots
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(plt, "subplots", lambda *a, **k: figures.append(original(*a, **k)) or figures[-1])
+        (tmp_path / "plots").mkdir()
+        report.plot(tmp_path / "plots")
+    (bars, _), (curves, _) = figures
+    errorbars = [c for c in bars.axes[0].containers if type(c).__name__ == "ErrorbarContainer"]
+    assert len(errorbars) == 2
+    half_lengths = [(s[1][1] - s[0][1]) / 2 for c in errorbars for s in c.lines[2][0].get_segments()]
+    assert sorted(half_lengths) == pytest.approx([0.02, 0.0212132], abs=1e-6)  # val/acc_best's deviations
+    lines = curves.axes[0].get_lines()
+    assert [line.get_label() for line in lines] == ["optimizer=adam (n=3)", "optimizer=adamw (n=2)"]
+    assert list(lines[0].get_ydata()) == pytest.approx([0.6, 0.8])  # mean over seeds 0.5, 0.6, 0.7 / …
+    assert {p.name for p in (tmp_path / "plots").glob("*.png")} == {
+        "val_acc_best_by_optimizer.png",
+        "val_curves.png",
+    }

@@ -145,7 +145,9 @@ class RecurrentClassifier(nn.Module):
     def _summarise(self, states: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         if self.pooling == "last":
             # the forward state after the last real step; the backward one ends (reversed back) at step 0
-            last = states[torch.arange(len(states), device=states.device), lengths - 1, : self.hidden_size]
+            # shape[0], not len(): an exported graph keeps the batch size free
+            rows = torch.arange(states.shape[0], device=states.device)
+            last = states[rows, lengths - 1, : self.hidden_size]
             return torch.cat([last, states[:, 0, self.hidden_size :]], dim=1)
         if self.pooling == "mean":
             return (states * mask[..., None]).sum(1) / lengths[:, None]

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import callbacks as lightning_callbacks
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.data import extract_batch_size
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -305,3 +306,34 @@ class GracefulStop(Callback):
             # during the test after fit, the model holds the best weights and last.ckpt is already complete
             if trainer.state.fn == TrainerFn.FITTING and self.checkpoint_path is not None:
                 trainer.save_checkpoint(self.checkpoint_path, weights_only=False)
+
+
+class EMAWeightAveraging(lightning_callbacks.EMAWeightAveraging):
+    """Lightning's exponential moving average of the weights, except that a checkpoint loaded to test it (the best
+    one, right after training) keeps the averaged weights its `state_dict` holds.
+
+    Lightning's callback, once it has averaged in this trainer's `fit`, loads the raw training weights that the
+    checkpoint also keeps (`current_model_state`) whatever the stage: the run would test the raw weights while
+    eval.py tested the averaged ones. Resuming a fit restores both, as Lightning does.
+    """
+
+    def on_load_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)
+
+
+class StochasticWeightAveraging(lightning_callbacks.StochasticWeightAveraging):
+    """Lightning's SWA, always ending with the epoch Lightning adds for BatchNorm models: in it the averaged
+    weights replace the model's, BatchNorm statistics are recomputed (a forward pass over the training data),
+    and the averaged model is validated and checkpointed like any epoch's model.
+
+    Without BatchNorm, Lightning copies the average into the model only when training ends, after the last
+    checkpoint was written: no checkpoint, hence neither the test of the best one nor eval.py or predict.py, would
+    see the averaged weights.
+    """
+
+    @staticmethod
+    def pl_module_contains_batch_norm(pl_module: LightningModule) -> bool:
+        return True

@@ -16,6 +16,28 @@ def register() -> None:
     )
     # one sweep job per GPU of this machine (conf/launcher/gpus.yaml)
     OmegaConf.register_new_resolver("gpu_count", gpu_count, replace=True)
+    # how experiment trackers name and group runs (conf/logger/mlflow.yaml, wandb.yaml)
+    OmegaConf.register_new_resolver("run_name", run_name, replace=True)
+    OmegaConf.register_new_resolver("run_group", run_group, replace=True)
+
+
+def run_name(output_dir: str) -> str:
+    """What makes this run: its command-line overrides, less where files go (`paths.*`, `hydra.*`); the name of
+    its directory when there are none."""
+    from hydra.core.hydra_config import HydraConfig
+
+    given = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    chosen = [o for o in given if not o.lstrip("+~").startswith(("paths.", "hydra."))]
+    return " ".join(chosen) or os.path.basename(os.path.normpath(output_dir))
+
+
+def run_group(output_dir: str) -> str:
+    """The directory of the `-m` sweep this run is a job of; a single run's own directory."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    return HydraConfig.get().sweep.dir if multirun else output_dir
 
 
 def user_code_importable() -> None:

@@ -14,6 +14,7 @@ HYDRA_DIR = ".hydra"
 TEST_DIR = "test"  # where the eval.py command printed after a Ctrl-C in the test phase writes
 OVERRIDES_FILE = f"{HYDRA_DIR}/overrides.yaml"
 CONFIG_FILE = f"{HYDRA_DIR}/config.yaml"
+LR_FIND_PLOT = "lr_find.png"
 
 
 def last_checkpoint(output_dir: str | os.PathLike) -> Path:

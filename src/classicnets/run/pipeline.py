@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from classicnets.run.files import last_checkpoint, write_metrics
 from classicnets.run.output_dir import check_output_dir, claim_run_dir
 from classicnets.run.resume import checkpoint_to_resume, newest_checkpoint, report_interrupted
 from classicnets.run.status import write_status
+from classicnets.run.trackers import finish_runs, record_outcome
 from classicnets.run.validate import check_config
 from classicnets.tasks import Task
 
@@ -56,6 +58,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ckpt_path = checkpoint_to_resume(cfg)
     stop = GracefulStop(last_checkpoint(output_dir))
     phase, best = "setup", ""
+    trainer: Trainer | None = None
 
     def interrupted(received: signal.Signals | None) -> SystemExit:
         checkpoint = {"test": Path(best or stop.checkpoint_path), "quit": newest_checkpoint(output_dir)}
@@ -77,13 +80,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
         phase = "fit"
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         metrics = final_metrics(trainer.callback_metrics)
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if cfg.get("test", True):
-            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
             phase = "test"
             trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
             metrics.update(final_metrics(trainer.callback_metrics))
             if best:
                 log.info("tested the best checkpoint %s", best)
+        record_outcome(trainer, metrics, {"best": best, "last": last_checkpoint(output_dir)})
     except DivergedError as error:
         log.error("diverged: %s", error)
         if trainer.is_global_zero:
@@ -99,6 +103,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         # a second Ctrl-C: Lightning turned the KeyboardInterrupt into exit status 1
         phase = "quit" if phase == "fit" else phase
         raise interrupted(signal.SIGINT) from None
+    finally:
+        if trainer is not None:  # experiment trackers close their runs, marked failed on an exception
+            finish_runs(trainer.loggers, failed=sys.exc_info()[0] is not None)
     if trainer.is_global_zero:
         log.info("final metrics written to %s", write_metrics(output_dir, metrics))
     return metrics

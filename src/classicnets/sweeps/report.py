@@ -5,6 +5,11 @@ and validation curve (TensorBoard events, else the CSV logger's file), and write
 `report.md` and `report.csv` (one row per job, sorted by the optimized metric) and PNG plots (the metric against
 each swept parameter, grouped by a second one, and all validation curves overlaid). A sweep still running, one
 with failed jobs, and a single run directory are reported alike.
+
+When `seed` is swept, the runs that differ only in their seed are one configuration: report.md opens with a
+table of each configuration's mean ± standard deviation (and n) of every metric, `report_seeds.csv` has them
+for every metric, the bars of the plots are means with standard-deviation error bars, and the curves are each
+configuration's mean with a ±1 standard deviation band.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ REPORT_NAME = "report"
 IGNORED = ("paths.", "hydra.")
 # metric names where lower is better
 LOWER_IS_BETTER = re.compile(r"loss|error|perplexity|wer|cer", re.IGNORECASE)
+# the override whose runs are repetitions of one configuration
+SEED = "seed"
 
 
 @dataclass
@@ -46,6 +53,31 @@ class Job:
 
     def label(self, params: Sequence[str]) -> str:
         return ", ".join(f"{p.split('.')[-1]}={self.overrides.get(p, '-')}" for p in params) or self.name
+
+
+@dataclass
+class Configuration:
+    """The runs of a seed sweep that differ only in their seed; its statistics count the completed ones."""
+
+    overrides: dict[str, str]
+    jobs: list[Job]
+
+    @property
+    def completed(self) -> list[Job]:
+        return [job for job in self.jobs if job.status == "completed"]
+
+    def values(self, metric: str) -> list[float]:
+        return [job.metrics[metric] for job in self.completed if metric in job.metrics]
+
+    def label(self, params: Sequence[str]) -> str:
+        return ", ".join(f"{p.split('.')[-1]}={self.overrides.get(p, '-')}" for p in params) or "all runs"
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n − 1); the deviation of fewer than two values is NaN."""
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
 
 
 def find_jobs(root: Path) -> list[Path]:
@@ -182,6 +214,10 @@ class Report:
         self.jobs = [read_job(path, root, self.curve_metric) for path in paths]
         self.params, self.fixed = swept_parameters(self.jobs)
         self.jobs.sort(key=self._rank)
+        # what the sweep compares: with seeds swept, the configurations that are repeated over them
+        self.seeds = self.values(SEED) if SEED in self.params else []
+        self.factors = [p for p in self.params if p != SEED]
+        self.configurations = self._configurations() if self.seeds else []
         self.all_metrics = sorted(
             {m for job in self.jobs for m in job.metrics if m.startswith(("val/", "test/"))}
         )
@@ -200,12 +236,31 @@ class Report:
     def values(self, param: str) -> list[str]:
         return sorted({job.overrides[param] for job in self.jobs if param in job.overrides}, key=_sort_key)
 
+    def _configurations(self) -> list[Configuration]:
+        """The jobs grouped by all their swept overrides but the seed, best mean first."""
+        groups: dict[tuple[str, ...], Configuration] = {}
+        for job in self.jobs:
+            key = tuple(job.overrides.get(p, "") for p in self.factors)
+            groups.setdefault(key, Configuration(dict(zip(self.factors, key, strict=True)), [])).jobs.append(
+                job
+            )
+
+        def rank(configuration: Configuration) -> tuple[bool, float]:
+            mean = mean_std(configuration.values(self.metric))[0]
+            if math.isnan(mean):
+                return (True, 0.0)
+            return (False, -mean if self.higher_is_better else mean)
+
+        return sorted(groups.values(), key=rank)
+
     def write(self, output: Path | None = None) -> list[Path]:
         """Write report.md, report.csv and the plots; return their paths."""
         output = output or self.root
         output.mkdir(parents=True, exist_ok=True)
         plots = self.plot(output)
         written = [self.write_csv(output / f"{REPORT_NAME}.csv"), *plots]
+        if self.configurations:
+            written.insert(1, self.write_seeds_csv(output / f"{REPORT_NAME}_seeds.csv"))
         written.insert(0, self.write_markdown(output / f"{REPORT_NAME}.md", plots))
         return written
 
@@ -229,6 +284,65 @@ class Report:
                 )
         return path
 
+    def write_seeds_csv(self, path: Path) -> Path:
+        """One row per configuration: mean, standard deviation and n of every metric over its seeds."""
+        with path.open("w", newline="") as file:
+            writer = csv.writer(file)
+            stats = [f"{metric} {stat}" for metric in self.all_metrics for stat in ("mean", "std", "n")]
+            writer.writerow([*self.factors, "runs", "completed", "seeds", *stats])
+            for configuration in self.configurations:
+                cells = []
+                for metric in self.all_metrics:
+                    values = configuration.values(metric)
+                    mean, std = mean_std(values)
+                    cells += [_format(mean, 6), _format(std, 6), len(values)]
+                seeds = " ".join(
+                    sorted((job.overrides.get(SEED, "") for job in configuration.jobs), key=_sort_key)
+                )
+                counts = [len(configuration.jobs), len(configuration.completed), seeds]
+                writer.writerow([*configuration.overrides.values(), *counts, *cells])
+        return path
+
+    def _seed_table(self) -> list[str]:
+        """Mean ± standard deviation of each shown metric per configuration; a metric some runs lack says its n."""
+        better = "higher" if self.higher_is_better else "lower"
+        lines = [
+            "## Mean ± standard deviation over seeds",
+            "",
+            f"Each configuration ran with seeds {', '.join(self.seeds)}; n is the number of its completed runs (the "
+            "statistics leave the others out), the deviation the sample standard deviation (n − 1). Sorted by the "
+            f"mean `{self.metric}` ({better} is better).",
+            "",
+        ]
+        header = ["rank", *self.factors, *self.shown, "n", "epochs", "wall time (s)"]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for rank, configuration in enumerate(self.configurations, 1):
+            n = len(configuration.completed)
+            cells = []
+            for metric in self.shown:
+                values = configuration.values(metric)
+                mean, std = mean_std(values)
+                cell = _format(mean) + (f" ± {_format(std)}" if len(values) > 1 else "")
+                cells.append(cell + (f" (n={len(values)})" if len(values) != n else ""))
+            epochs = [job.epochs for job in configuration.completed if job.epochs]
+            times = [job.wall_time_s for job in configuration.completed if job.wall_time_s is not None]
+            runs = str(n) if n == len(configuration.jobs) else f"{n} of {len(configuration.jobs)}"
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        str(rank),
+                        *configuration.overrides.values(),
+                        *cells,
+                        runs,
+                        str(max(epochs)) if epochs else "",
+                        _format(_mean(times), 0),
+                    ]
+                )
+                + " |"
+            )
+        return [*lines, "", "## Every run", ""]
+
     def write_markdown(self, path: Path, plots: list[Path]) -> Path:
         counts = {
             status: sum(j.status == status for j in self.jobs) for status in {j.status for j in self.jobs}
@@ -243,6 +357,8 @@ class Report:
         ]
         if self.fixed:
             lines += ["Shared by every run: " + " ".join(f"`{k}={v}`" for k, v in self.fixed.items()), ""]
+        if self.configurations:
+            lines += self._seed_table()
         header = ["rank", "job", *self.params, *self.shown, "epochs", "wall time (s)", "status"]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for rank, job in enumerate(self.jobs, 1):
@@ -272,11 +388,11 @@ class Report:
 
     def _effects(self) -> list[str]:
         """Mean of the metric for each value of each swept parameter, averaged over the other parameters."""
-        if len(self.jobs) < 2 or not self.params:
+        if len(self.jobs) < 2 or not self.factors:
             return []
         lines = ["", f"## Mean `{self.metric}` per parameter value", ""]
         lines += ["| parameter | value | mean | runs |", "|---|---|---|---|"]
-        for param in self.params:
+        for param in self.factors:
             for value in self.values(param):
                 scores = self._scores(param, value)
                 lines.append(f"| {param} | {value} | {_format(_mean(scores))} | {len(scores)} |")
@@ -303,8 +419,8 @@ class Report:
         plots = []
         slug = self.metric.replace("/", "_")
         # one run has nothing to compare: its parameters are in the table, its curve below
-        for param in self.params if len(self.jobs) > 1 else []:
-            others = [p for p in self.params if p != param]
+        for param in self.factors if len(self.jobs) > 1 else []:
+            others = [p for p in self.factors if p != param]
             group = others[0] if others else None
             figure, axes = plt.subplots(figsize=(7, 4.5))
             values = self.values(param)
@@ -317,20 +433,29 @@ class Report:
                     if not scores:
                         continue
                     x = v - 0.4 + width * (g + 0.5)
-                    axes.bar(x, _mean(scores), width, color=f"C{g % 10}", alpha=0.75, label=label)
+                    mean, std = mean_std(scores)
+                    # over seeds: the mean with its standard deviation
+                    error = std if self.seeds and len(scores) > 1 else None
+                    axes.bar(x, mean, width, color=f"C{g % 10}", alpha=0.75, label=label)
+                    if error is not None:
+                        axes.errorbar(x, mean, yerr=error, color="black", capsize=4, linewidth=1, zorder=4)
                     label = None
                     axes.scatter([x] * len(scores), scores, color="black", s=8, zorder=3)
             axes.set_xticks(range(len(values)), values)
             axes.set_xlabel(param)
             axes.set_ylabel(self.metric)
             rest = f", mean over {', '.join(others[1:])}" if len(others) > 1 else ""
+            seeds = f"; mean ± std over seeds {', '.join(self.seeds)}" if self.seeds else ""
             axes.set_title(
-                f"{self.metric} by {param}" + (f" and {group}{rest}" if group else ""), fontsize=10
+                f"{self.metric} by {param}" + (f" and {group}{rest}" if group else "") + seeds, fontsize=10
             )
             self._zoom(axes)
             if group:
                 axes.legend(fontsize=8, title=group, title_fontsize=8)
             plots.append(self._save(figure, output / f"{slug}_by_{param}.png"))
+        if self.configurations and any(job.curve for job in self.jobs):
+            plots.append(self._plot_mean_curves(output))
+            return plots
         curves = [job for job in self.jobs if job.curve]
         if curves:
             figure, axes = plt.subplots(figsize=(11 if len(curves) > 8 else 8, 5))
@@ -348,9 +473,39 @@ class Report:
             plots.append(self._save(figure, output / "val_curves.png"))
         return plots
 
+    def _plot_mean_curves(self, output: Path) -> Path:
+        """Each configuration's validation curve: the mean over its seeds, in a ±1 standard deviation band."""
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
+
+        figure, axes = plt.subplots(figsize=(8, 5))
+        for c, configuration in enumerate(self.configurations):
+            curves = [job.curve for job in configuration.completed if job.curve]
+            if not curves:
+                continue
+            epochs = range(1, max(len(curve) for curve in curves) + 1)
+            stats = [mean_std([curve[e - 1] for curve in curves if len(curve) >= e]) for e in epochs]
+            mean = [m for m, _ in stats]
+            std = [0.0 if math.isnan(d) else d for _, d in stats]
+            label = f"{configuration.label(self.factors)} (n={len(curves)})"
+            axes.plot(epochs, mean, marker=".", color=f"C{c % 10}", label=label)
+            low = [m - d for m, d in zip(mean, std, strict=True)]
+            high = [m + d for m, d in zip(mean, std, strict=True)]
+            axes.fill_between(epochs, low, high, color=f"C{c % 10}", alpha=0.2, linewidth=0)
+        axes.set_xlabel("validation (epoch)")
+        axes.set_ylabel(self.curve_metric)
+        axes.set_title(f"{self.curve_metric}: mean ± std over seeds {', '.join(self.seeds)}", fontsize=10)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.legend(fontsize=7)
+        return self._save(figure, output / "val_curves.png")
+
     def _zoom(self, axes) -> None:
         # bars from zero hide differences of a few points of accuracy: start the axis near the lowest run
         scores = [job.metrics[self.metric] for job in self.jobs if self.metric in job.metrics]
+        for configuration in self.configurations:  # and keep the error bars in view
+            mean, std = mean_std(configuration.values(self.metric))
+            if not math.isnan(std):
+                scores += [mean - std, mean + std]
         if scores:
             low, high = min(scores), max(scores)
             margin = max((high - low) * 0.15, 1e-3)
