@@ -12,6 +12,9 @@ user_code_importable()
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
     from classicnets.predict.writer import predict
+    from classicnets.run import console
+
+    console.setup()  # what the console shows: classicnets/run/console.py
 
     output = predict(
         cfg.ckpt_path, cfg.input, cfg.output, cfg.batch_size, device=cfg.device, beam_width=cfg.beam_width

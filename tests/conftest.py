@@ -55,10 +55,12 @@ def make_config(tmp_path: Path) -> Callable[..., DictConfig]:
 
 
 def run_script(
-    script: str, *args: str, cwd: Path = ROOT, timeout: float = 600
+    script: str, *args: str, cwd: Path = ROOT, timeout: float = 600, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
-    """Run one of the repository's entry points as a user would; the output is kept for assertions."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "HYDRA_FULL_ERROR": "1"}
+    """Run one of the repository's entry points as a user would; the output is kept for assertions.
+
+    Warnings are ignored unless `env` says otherwise (`{"PYTHONWARNINGS": ""}`: what a user's shell has)."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "HYDRA_FULL_ERROR": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, str(ROOT / script), *args],
         cwd=cwd,

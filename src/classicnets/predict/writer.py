@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import logging
+import sys
 from pathlib import Path
 
 import torch
@@ -12,7 +14,11 @@ from classicnets.predict.predictors import PredictError, predictor_for
 from classicnets.run.checkpoints import load_checkpoint
 
 COLUMNS = ("input", "prediction", "probability")
-PROGRESS_FROM = 1000  # inputs from which a progress bar is shown
+PROGRESS_FROM = (
+    1000  # inputs from which a progress bar is shown (on a terminal: in a file it is carriage returns)
+)
+
+log = logging.getLogger(__name__)
 
 
 def predict(
@@ -37,12 +43,17 @@ def predict(
         raise PredictError(f"input {input_path} does not exist")
     predictor = predictor_for(load_checkpoint(ckpt_path), chosen, beam_width)
     items = predictor.inputs(input_path)
+    log.info(
+        "checkpoint  %s\ninputs      %d below %s\ndevice      %s", ckpt_path, len(items), input_path, chosen
+    )
     output.parent.mkdir(parents=True, exist_ok=True)
     with open(output, "w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
         writer.writerow(COLUMNS)
         written = 0
-        with tqdm(total=len(items), unit="input", disable=len(items) < PROGRESS_FROM) as progress:
+        with tqdm(
+            total=len(items), unit="input", disable=len(items) < PROGRESS_FROM or not sys.stderr.isatty()
+        ) as progress:
             for start in range(0, len(items), batch_size):
                 batch = items[start : start + batch_size]
                 prepared, error = [], None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import signal
+import sys
 import threading
 import time
 from datetime import timedelta
@@ -21,12 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.data import extract_batch_size
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.optim import Optimizer
 
 from classicnets.run.checkpoints import record_run
+from classicnets.run.console import epoch_summary, multirun
 
 NAN_POLICIES = ("stop", "skip")
 
@@ -87,6 +90,48 @@ class TrainingSpeed(Callback):
         pl_module.log("perf/epoch_s", time.perf_counter() - self.epoch_start)
         if self.train_seconds > 0:
             pl_module.log("perf/train_samples_per_s", self.samples / self.train_seconds)
+
+
+def progress_bar(refresh_rate: int = 10) -> ProgressBar:
+    """The progress callback (conf/callbacks/default.yaml): where standard output is a terminal, Lightning's bar,
+    redrawn in place and left as one line per epoch; elsewhere (a file, CI, a sweep job) `EpochLines`."""
+    if sys.stdout.isatty() and not multirun():
+        return TQDMProgressBar(refresh_rate=refresh_rate, leave=True)
+    return EpochLines()
+
+
+class EpochLines(ProgressBar):
+    """One line per finished epoch, with its metrics and speed: the progress of a run whose output is a file.
+
+    Lightning logs the task's epoch means (`train/loss`) after the callbacks' `on_train_epoch_end`, so an epoch's
+    line is written when the next epoch starts, or when training ends.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enabled = True
+        self.finished: int | None = None
+
+    def disable(self) -> None:
+        self.enabled = False
+
+    def enable(self) -> None:
+        self.enabled = True
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.finished = trainer.current_epoch
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._write(trainer)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._write(trainer)
+
+    def _write(self, trainer: Trainer) -> None:
+        if self.finished is None or not self.enabled:
+            return
+        epoch, self.finished = self.finished, None
+        log.info("epoch %d/%d  %s", epoch + 1, trainer.max_epochs, epoch_summary(trainer.callback_metrics))
 
 
 class RngStates(Callback):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -14,6 +13,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from classicnets.run import console
 from classicnets.run.build import build, make_trainer
 from classicnets.run.callbacks import (
     DivergedError,
@@ -24,9 +24,9 @@ from classicnets.run.callbacks import (
 )
 from classicnets.run.checkpoints import load_checkpoint, saved_config
 from classicnets.run.devices import skip_futile_nvml_probe
-from classicnets.run.files import last_checkpoint, write_metrics
+from classicnets.run.files import METRICS_FILE, last_checkpoint, write_metrics
 from classicnets.run.output_dir import check_output_dir
-from classicnets.run.resume import checkpoint_to_resume, report_interrupted
+from classicnets.run.resume import checkpoint_to_resume, report_interrupted, resume_command
 from classicnets.run.status import write_status
 from classicnets.tasks import Task
 
@@ -37,7 +37,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, then test the best checkpoint; write `metrics.json` into the run directory and return the metrics."""
     skip_futile_nvml_probe()
     output_dir = Path(cfg.paths.output_dir)
-    seed_everything(cfg.seed, workers=True)
+    seed_everything(cfg.seed, workers=True, verbose=False)  # the header says the seed
     ckpt_path = checkpoint_to_resume(cfg)
     datamodule, task = build(cfg)
     check_output_dir(output_dir, sum(p.numel() * p.element_size() for p in task.parameters()))
@@ -46,16 +46,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
     safety = [RngStates(), FiniteLoss(cfg.get("nan_policy", "stop")), stop]
     trainer = make_trainer(cfg, [RunRecordInCheckpoint(config), *safety])
     _log_hyperparameters(trainer, config, datamodule, task)
+    if trainer.is_global_zero:
+        _run_header(cfg, trainer, datamodule, task, output_dir)
 
     try:
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         metrics = final_metrics(trainer.callback_metrics)
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if cfg.get("test", True):
-            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-            trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+            # the test metrics go into the closing block, not into Lightning's table as well
+            trainer.test(
+                task, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=False
+            )
             metrics.update(final_metrics(trainer.callback_metrics))
-            if best:
-                log.info("tested the best checkpoint %s", best)
     except DivergedError as error:
         log.error("diverged: %s", error)
         if trainer.is_global_zero:
@@ -64,8 +67,63 @@ def train(cfg: DictConfig) -> dict[str, float]:
     except SIGTERMException:  # during the test too: Lightning's SystemExit would otherwise exit with status 0
         raise SystemExit(report_interrupted(output_dir, stop.checkpoint_path, stop.received)) from None
     if trainer.is_global_zero:
-        log.info("final metrics written to %s", write_metrics(output_dir, metrics))
+        write_metrics(output_dir, metrics)
+        _closing_block(trainer, datamodule, metrics, best, output_dir, tested=cfg.get("test", True))
     return metrics
+
+
+def _choice(group: str) -> str | None:
+    """The option this run chose in a config group (`model=lenet5` → "lenet5"), when Hydra composed it."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
+
+
+def _run_header(
+    cfg: DictConfig, trainer: Trainer, datamodule: LightningDataModule, task: Task, output_dir: Path
+) -> None:
+    model, choice = type(task.net).__name__, _choice("model")
+    device = console.device_name(trainer.strategy.root_device)
+    if trainer.num_devices * trainer.num_nodes > 1:
+        device += f" × {trainer.num_devices * trainer.num_nodes} processes ({trainer.strategy.strategy_name})"
+    console.run_header(
+        model=f"{model} ({choice})" if choice and choice != model.lower() else model,
+        parameters=sum(p.numel() for p in task.net.parameters()),
+        data=console.data_description(datamodule, _choice("data")),
+        device=device,
+        precision=str(trainer.precision),
+        seed=cfg.seed,
+        output_dir=output_dir,
+    )
+
+
+def _closing_block(
+    trainer: Trainer,
+    datamodule: LightningDataModule,
+    metrics: dict[str, float],
+    best: str,
+    output_dir: Path,
+    tested: bool,
+) -> None:
+    rows = {}
+    if best:
+        rows["best checkpoint"] = console.shown_path(best) + (" (tested)" if tested else "")
+    rows["metrics"] = console.shown_path(output_dir / METRICS_FILE)
+    commands = {}
+    if any(isinstance(logger, TensorBoardLogger) for logger in trainer.loggers):
+        commands[f"tensorboard --logdir {console.shown_path(output_dir)}"] = (
+            "the curves, images and hyperparameters"
+        )
+    if best:
+        ckpt = f"ckpt_path={console.shown_path(best)}"
+        commands[console.command("eval.py", ckpt)] = "test it again, or on other data (data.<key>=…)"
+        images = (getattr(datamodule, "sizes", None) or {}).get("image_size")
+        inputs = "an image or a folder of images" if images else "a text file, one input a line"
+        commands[console.command("predict.py", ckpt, "input=PATH")] = f"PATH: {inputs}"
+    commands[resume_command(Path(console.shown_path(output_dir)))] = (
+        "train on: with a larger trainer.max_epochs"
+    )
+    console.closing_block(metrics, rows, commands)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -80,11 +138,22 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule, task = build(run, checkpoint)
     task.load_state_dict(checkpoint["state_dict"])
     trainer = make_trainer(cfg, [])
-    trainer.test(task, datamodule=datamodule)
+    output_dir = Path(cfg.paths.output_dir)
+    if trainer.is_global_zero:
+        console.run_header(
+            model=f"{type(task.net).__name__} from {console.shown_path(cfg.ckpt_path)}",
+            parameters=sum(p.numel() for p in task.net.parameters()),
+            data=console.data_description(datamodule, type(datamodule).__name__),
+            device=console.device_name(trainer.strategy.root_device),
+            precision=str(trainer.precision),
+            seed=None,
+            output_dir=output_dir,
+        )
+    trainer.test(task, datamodule=datamodule, verbose=False)
     metrics = final_metrics(trainer.callback_metrics)
     if trainer.is_global_zero:
-        write_metrics(cfg.paths.output_dir, metrics)
-        print(json.dumps(metrics, indent=2))
+        written = write_metrics(output_dir, metrics)
+        console.closing_block(metrics, {"metrics": console.shown_path(written)}, {})
     return metrics
 
 
