@@ -1,6 +1,6 @@
 """What the entry points print: each message once, no advertisements or dependency deprecation warnings, a
-header, one line per epoch where the output is not a terminal (an in-place bar where it is), and a closing block
-whose commands run. Asserted on real runs, never on timings."""
+header, one line per epoch where the output is not a terminal (an in-place bar where it is), a closing block whose
+commands run, and under `-m` one line per job and the report's path. Asserted on real runs, never on timings."""
 
 from __future__ import annotations
 
@@ -127,6 +127,30 @@ def test_a_terminal_gets_a_bar_redrawn_in_place(tmp_path: Path) -> None:
     assert re.search(r"\r(?!\n)", output) and "Epoch 1: 100%" in output, output[-3000:]
     assert not re.search(r"^epoch 1/2 ", output, re.MULTILINE)  # the bar, not the lines meant for files
     assert "python eval.py ckpt_path=" in output
+
+
+@pytest.mark.slow
+def test_a_sweep_prints_one_line_per_job_and_its_report(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    result = run_script(
+        "train.py",
+        "-m",
+        "model.activation=relu,tanh",
+        *TINY,
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+        env=USER_ENV,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    _assert_clean(output)
+    jobs = [line for line in result.stdout.splitlines() if "completed in" in line]
+    assert len(jobs) == 2 and all("val/acc_best" in line and "test/acc" in line for line in jobs), output
+    assert jobs[1].startswith("sweep/1 [model.activation=tanh ") and "]: completed in" in jobs[1]
+    assert not [line for line in result.stdout.splitlines() if line.startswith(("epoch ", "model ", "next:"))]
+    assert "report of the sweep: sweep/report.md" in result.stdout
+    assert (sweep / "report.md").is_file() and (sweep / "report.csv").is_file()
+    assert "epoch 2/2" in (sweep / "0" / "train.log").read_text()  # the job's details are in its log
 
 
 def test_dependencies_deprecation_warnings_are_hidden_unless_asked() -> None:
