@@ -6,6 +6,7 @@ import hydra
 from omegaconf import DictConfig
 
 from classicnets.run.config import register, user_code_importable
+from classicnets.run.shutdown import exit_without_teardown
 
 register()
 user_code_importable()
@@ -30,3 +31,4 @@ def main(cfg: DictConfig) -> None:
 if __name__ == "__main__":
     sys.argv[1:] = _allow_run_overrides(sys.argv[1:])
     main()
+    exit_without_teardown()  # the run's files are complete: skip the interpreter's teardown

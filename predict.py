@@ -4,6 +4,7 @@ import hydra
 from omegaconf import DictConfig
 
 from classicnets.run.config import register, user_code_importable
+from classicnets.run.shutdown import exit_without_teardown
 
 register()
 user_code_importable()
@@ -24,3 +25,4 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     main()
+    exit_without_teardown()  # the run's files are complete: skip the interpreter's teardown
