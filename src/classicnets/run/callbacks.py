@@ -51,6 +51,43 @@ class RunRecordInCheckpoint(Callback):
         record_run(checkpoint, self.config)
 
 
+class SavedWeights(Callback):
+    """Tells whether the model in memory holds exactly what this run's checkpoints of a given step hold, so that
+    testing the best checkpoint after fit need not read it back when it is the model at hand (`pipeline.train`).
+
+    At the first checkpoint of each step it copies the model's state into host memory (a fraction of the cost of
+    the write it accompanies); every later checkpoint of that step is compared with the copy, and so is the model
+    when asked: the answer is yes only when every tensor is bitwise equal throughout.
+    """
+
+    def __init__(self) -> None:
+        self.step: int | None = None
+        self.state: dict[str, torch.Tensor] = {}
+        self.consistent = False
+
+    def on_save_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        step = int(checkpoint["global_step"])
+        if step != self.step:
+            self.step, self.consistent = step, True
+            self.state = {
+                key: value.detach().to("cpu", copy=True) for key, value in pl_module.state_dict().items()
+            }
+        elif self.consistent:
+            self.consistent = self._equal(pl_module)
+
+    def holds(self, pl_module: LightningModule, step: int) -> bool:
+        """Whether the model is, tensor for tensor, what every checkpoint this run saved at `step` holds."""
+        return step == self.step and self.consistent and self._equal(pl_module)
+
+    def _equal(self, pl_module: LightningModule) -> bool:
+        now = pl_module.state_dict()
+        return now.keys() == self.state.keys() and all(
+            torch.equal(now[key].detach().cpu(), value) for key, value in self.state.items()
+        )
+
+
 class TrainingSpeed(Callback):
     """Logs the iteration speed once per epoch, next to the learning curves.
 

@@ -21,8 +21,9 @@ from classicnets.run.callbacks import (
     GracefulStop,
     RngStates,
     RunRecordInCheckpoint,
+    SavedWeights,
 )
-from classicnets.run.checkpoints import load_checkpoint, saved_config
+from classicnets.run.checkpoints import load_checkpoint, saved_config, saved_step
 from classicnets.run.devices import skip_futile_nvml_probe
 from classicnets.run.files import METRICS_FILE, last_checkpoint, write_metrics
 from classicnets.run.output_dir import check_output_dir
@@ -44,7 +45,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     config = OmegaConf.to_container(cfg, resolve=True)
     stop = GracefulStop(last_checkpoint(output_dir))
     safety = [RngStates(), FiniteLoss(cfg.get("nan_policy", "stop")), stop]
-    trainer = make_trainer(cfg, [RunRecordInCheckpoint(config), *safety])
+    saved = SavedWeights()
+    trainer = make_trainer(cfg, [RunRecordInCheckpoint(config), saved, *safety])
     _log_hyperparameters(trainer, config, datamodule, task)
     if trainer.is_global_zero:
         _run_header(cfg, trainer, datamodule, task, output_dir)
@@ -54,10 +56,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics = final_metrics(trainer.callback_metrics)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if cfg.get("test", True):
-            # the test metrics go into the closing block, not into Lightning's table as well
-            trainer.test(
-                task, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=False
-            )
+            # the best checkpoint is read back unless it provably is the model in memory (the last epoch was
+            # the best and nothing changed since); the test metrics go into the closing block only
+            reread = best and not _holds_checkpoint(trainer, task, saved, best)
+            ckpt = best if reread else None
+            trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, weights_only=True, verbose=False)
             metrics.update(final_metrics(trainer.callback_metrics))
     except DivergedError as error:
         log.error("diverged: %s", error)
@@ -70,6 +73,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         write_metrics(output_dir, metrics)
         _closing_block(trainer, datamodule, metrics, best, output_dir, tested=cfg.get("test", True))
     return metrics
+
+
+def _holds_checkpoint(trainer: Trainer, task: Task, saved: SavedWeights, path: str) -> bool:
+    # every process takes rank zero's decision: they test together
+    return trainer.strategy.broadcast(saved.holds(task, saved_step(path)))
 
 
 def _choice(group: str) -> str | None:
