@@ -213,5 +213,6 @@ def device_name(root_device: Any) -> str:
     if root_device.type == "cuda":
         return f"{root_device} ({torch.cuda.get_device_name(root_device)})"
     if root_device.type == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads)"
+        threads = torch.get_num_threads()
+        return f"cpu ({threads} thread{'s' if threads > 1 else ''})"
     return str(root_device)

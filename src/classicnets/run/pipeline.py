@@ -22,6 +22,7 @@ from classicnets.run.callbacks import (
     RngStates,
     RunRecordInCheckpoint,
     SavedWeights,
+    progress_bar,
 )
 from classicnets.run.checkpoints import load_checkpoint, saved_config, saved_step
 from classicnets.run.devices import skip_futile_nvml_probe
@@ -145,7 +146,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     run.task = OmegaConf.merge(run.task, cfg.get("task") or {})
     datamodule, task = build(run, checkpoint)
     task.load_state_dict(checkpoint["state_dict"])
-    trainer = make_trainer(cfg, [])
+    # the progress of train.py: a bar on a terminal, nothing in a file (the closing block has the results)
+    trainer = make_trainer(cfg, [progress_bar()] if cfg.trainer.get("enable_progress_bar", True) else [])
     output_dir = Path(cfg.paths.output_dir)
     if trainer.is_global_zero:
         console.run_header(
