@@ -94,7 +94,9 @@ def _run_header(
     model, choice = type(task.net).__name__, _choice("model")
     device = console.device_name(trainer.strategy.root_device)
     if trainer.num_devices * trainer.num_nodes > 1:
-        device += f" × {trainer.num_devices * trainer.num_nodes} processes ({trainer.strategy.strategy_name})"
+        device += (
+            f" × {trainer.num_devices * trainer.num_nodes} processes ({type(trainer.strategy).__name__})"
+        )
     console.run_header(
         model=f"{model} ({choice})" if choice and choice != model.lower() else model,
         parameters=sum(p.numel() for p in task.net.parameters()),
