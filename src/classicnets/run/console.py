@@ -19,7 +19,7 @@ import sys
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 # Hydra's console handler (conf/hydra/default.yaml names it); the file handler is left as it is
 CONSOLE_HANDLER = "console"
@@ -52,10 +52,20 @@ class _LightningNoise(logging.Filter):
 
 
 class _SweepConsole(logging.Filter):
-    """Under `-m`: one line per job and the warnings; the rest goes to the job's log file only."""
+    """Under `-m`: one line per job and the warnings, each warning once per sweep (the jobs share their data and
+    their warnings); everything goes to each job's log file all the same."""
+
+    shown: ClassVar[set[str]] = (
+        set()
+    )  # of this process: Hydra sets up new handlers for every job it runs here
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING or record.name == SWEEP_LOGGER
+        if record.name == SWEEP_LOGGER:
+            return True
+        if record.levelno < logging.WARNING or record.getMessage() in self.shown:
+            return False
+        self.shown.add(record.getMessage())
+        return True
 
 
 def setup() -> None:
