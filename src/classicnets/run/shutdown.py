@@ -17,11 +17,11 @@ def exit_without_teardown(status: int = 0) -> None:
     object: with torch, Lightning, torchmetrics and matplotlib loaded that last part took 1.5–2 s and writes
     nothing. Called by the entry points once Hydra's `main` has returned, so the run's files are complete by then
     (checkpoints renamed into place, `metrics.json` and `status.json` written, the loggers finalized by Lightning
-    at the end of fit and of test); errors do not come here and exit the usual way.
+    at the end of fit and of test); errors do not come here and exit the usual way. So does a process with other
+    threads still running (a parallel sweep's executor): stopping those is the interpreter's business.
     """
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
+    if any(t is not threading.main_thread() and not t.daemon for t in threading.enumerate()):
+        return
     atexit._run_exitfuncs()  # logging.shutdown, joblib's workers, ... in the order Python would run them
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed or broken pipe has nothing left to flush

@@ -377,6 +377,9 @@ class ReportAtSweepEnd(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         console = logging.getLogger(SWEEP_LOGGER)
+        events = logging.getLogger("tensorboard")  # its event reader logs every file it opens
+        level = events.level
+        events.setLevel(logging.WARNING)
         try:
             written = Report(sweep_dir.resolve()).write()
         except Exception as error:  # the sweep itself is done: say why there is no report, and go on
@@ -388,6 +391,8 @@ class ReportAtSweepEnd(Callback):
                 sweep_dir,
             )
             return
+        finally:
+            events.setLevel(level)
         console.info(
             "report of the sweep: %s (tables and %d plots beside it)",
             shown_path(written[0]),
