@@ -5,9 +5,9 @@ Every line goes through logging, so that the console and the run's log file (`<r
 logging in conf/hydra/default.yaml) say the same. `ConsoleFormatter` prints a message alone, a warning or an
 error after its level. Progress (`callbacks.progress_bar`) is an in-place bar where standard output is a terminal
 and one line per epoch where it is not (a file, CI, a sweep job): a bar redrawn in place is kilobytes of carriage
-returns in a file. Nothing here imports torch: Hydra's logging config imports this module before the command line
-is parsed.
-Under `-m` the console shows one line per finished job and the warnings; the rest is in each job's log file.
+returns in a file. Under `-m` the console shows one line per finished job and the warnings; the rest is in each
+job's log file. Nothing here imports torch: Hydra's logging config imports this module before the command line is
+parsed.
 """
 
 from __future__ import annotations
@@ -55,9 +55,8 @@ class _SweepConsole(logging.Filter):
     """Under `-m`: one line per job and the warnings, each warning once per sweep (the jobs share their data and
     their warnings); everything goes to each job's log file all the same."""
 
-    shown: ClassVar[set[str]] = (
-        set()
-    )  # of this process: Hydra sets up new handlers for every job it runs here
+    # the warnings shown by this process: Hydra sets up new handlers for every job it runs here
+    shown: ClassVar[set[str]] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name == SWEEP_LOGGER:
@@ -122,7 +121,7 @@ def _log_warning(
 
 
 def sweep_console() -> None:
-    """Under `-m`: the console shows one line per finished job (`job_line`) and the warnings."""
+    """Under `-m`: the console shows one line per finished job (`sweeps.jobs`) and the warnings."""
     for handler in logging.getLogger().handlers:
         if handler.name == CONSOLE_HANDLER and not any(isinstance(f, _SweepConsole) for f in handler.filters):
             handler.addFilter(_SweepConsole())
