@@ -21,7 +21,10 @@ def _allow_run_overrides(argv: list[str]) -> list[str]:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
+    from classicnets.run import console
     from classicnets.run.pipeline import evaluate
+
+    console.setup()  # what the console shows: classicnets/run/console.py
 
     with expected_errors_reported():
         evaluate(cfg)

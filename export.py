@@ -15,6 +15,9 @@ user_code_importable()
 @hydra.main(version_base="1.3", config_path="conf", config_name="export")
 def main(cfg: DictConfig) -> None:
     from classicnets.predict.export import export
+    from classicnets.run import console
+
+    console.setup()  # what the console shows: classicnets/run/console.py
 
     with expected_errors_reported():
         output, difference = export(cfg.ckpt_path, cfg.output, overwrite=cfg.overwrite)

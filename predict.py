@@ -15,6 +15,9 @@ user_code_importable()
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
     from classicnets.predict.writer import predict
+    from classicnets.run import console
+
+    console.setup()  # what the console shows: classicnets/run/console.py
 
     with expected_errors_reported():
         output = predict(

@@ -15,9 +15,12 @@ user_code_importable()
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     # imported here so that --help and --cfg answer before torch and Lightning load
+    from classicnets.run import console
     from classicnets.run.pipeline import train
     from classicnets.run.tune import tune
     from classicnets.sweeps.jobs import run_job
+
+    console.setup()  # what the console shows: classicnets/run/console.py
 
     # status.json in the run directory; under -m a failed job returns None and the sweep goes on
     with expected_errors_reported():

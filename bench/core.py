@@ -19,6 +19,7 @@ import platform
 import resource
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from itertools import count
@@ -208,7 +209,63 @@ class Bench:
         return seen / (time.process_time() - cpu_start if self.cpu_clock else seconds)
 
 
-# -- commands run as subprocesses (figures 3 and 4) --------------------------------------------------------
+# -- commands run as subprocesses (figures 3, 4 and 8) -----------------------------------------------------
+def whole_runs(bench: Bench, overrides: list[str], reps: int) -> tuple[DictConfig, dict[str, Any]]:
+    """`python train.py <overrides>` against `python bench/plain_loop.py` with the same recipe (read from the
+    composed config), both from a cold start, alternated over `reps` repetitions.
+
+    Returns the composed config and the pieces of a record: `runs` (wall seconds), `test_accuracy`, `cpu` (CPU
+    seconds) and `plain_args`.
+    """
+    cfg = bench.config(overrides)
+    plain_args = [
+        "--epochs",
+        str(cfg.trainer.max_epochs),
+        "--batch-size",
+        str(cfg.data.batch_size),
+        "--lr",
+        str(cfg.optimizer.lr),
+        "--seed",
+        str(cfg.seed),
+        "--channels",
+        *map(str, cfg.model.channels),
+    ]
+    if cfg.model.batch_norm:
+        plain_args.append("--batch-norm")
+    if cfg.get("scheduler") and cfg.scheduler._target_.endswith("OneCycleLR"):
+        plain_args.append("--onecycle")
+    accuracy: dict[str, list[float]] = {"train.py": [], "plain script": []}
+    cpu: dict[str, list[float]] = {"train.py": [], "plain script": []}
+
+    def ours() -> float:
+        out = bench.run_dir("whole")
+        command = [
+            sys.executable,
+            "train.py",
+            *overrides,
+            f"paths.data_dir={bench.data_dir}",
+            f"hydra.run.dir={out}",
+        ]
+        wall, _ = timed_run(command, cpu["train.py"])
+        accuracy["train.py"].append(json.loads((out / "metrics.json").read_text())["test/acc"])
+        return wall
+
+    def plain() -> float:
+        command = [
+            sys.executable,
+            str(BENCH / "plain_loop.py"),
+            "--data-dir",
+            str(bench.data_dir),
+            *plain_args,
+        ]
+        wall, stdout = timed_run(command, cpu["plain script"])
+        accuracy["plain script"].append(json.loads(stdout.strip().splitlines()[-1])["test_acc"])
+        return wall
+
+    runs = alternate({"train.py": ours, "plain script": plain}, reps)
+    return cfg, {"runs": runs, "test_accuracy": accuracy, "cpu": cpu, "plain_args": plain_args}
+
+
 def timed_run(command: list[str], cpu: list[float]) -> tuple[float, str]:
     """Wall seconds and stdout of a command; appends its CPU seconds to `cpu` (robust to a busy machine)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -1,4 +1,4 @@
-"""Figures 1–6 of the benchmark in one command (bench/README.md says what each one measures):
+"""Figures 1–6 and 8 of the benchmark in one command (bench/README.md says what each one measures):
 
     python bench/run.py --data-dir /tmp/data
 

@@ -55,13 +55,24 @@ def make_config(tmp_path: Path) -> Callable[..., DictConfig]:
 
 
 def run_script(
-    script: str, *args: str, cwd: Path = ROOT, timeout: float = 600, full_error: bool = True
+    script: str,
+    *args: str,
+    cwd: Path = ROOT,
+    timeout: float = 600,
+    full_error: bool = True,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
     """Run one of the repository's entry points as a user would; the output is kept for assertions.
 
     `full_error=False` leaves out `HYDRA_FULL_ERROR=1`, as a user's shell does: expected errors are then one line.
+    Warnings are ignored unless `env` says otherwise (`{"PYTHONWARNINGS": ""}`: what a user's shell has).
     """
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "HYDRA_FULL_ERROR": "1" if full_error else "0"}
+    env = {
+        **os.environ,
+        "PYTHONWARNINGS": "ignore",
+        "HYDRA_FULL_ERROR": "1" if full_error else "0",
+        **(env or {}),
+    }
     return subprocess.run(
         [sys.executable, str(ROOT / script), *args],
         cwd=cwd,

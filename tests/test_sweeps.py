@@ -235,7 +235,8 @@ def test_ddp_in_a_sweep_job_writes_into_that_job_only(tmp_path: Path) -> None:
     assert read_status(sweep / "0")["status"] == "completed"
     assert "test/acc" in json.loads((sweep / "0" / "metrics.json").read_text())
     # rank 1 ran this job as a single run in the job's directory: no second sweep, no stray run directory
-    assert sorted(p.name for p in sweep.iterdir()) == ["0", "multirun.yaml"]
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0"]
+    assert (sweep / "multirun.yaml").is_file() and (sweep / "report.md").is_file()  # the sweep ended once
     assert (sweep / "0" / "train_ddp_process_1.log").is_file()
     assert not (tmp_path / "logs").exists()
 

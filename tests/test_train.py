@@ -14,6 +14,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 from classicnets.data import CIFAR10DataModule, DatasetNotFoundError, MNISTDataModule
+from classicnets.run.build import build
+from classicnets.run.callbacks import SavedWeights
 from classicnets.run.pipeline import evaluate, train
 from classicnets.tasks import ClassificationTask
 from classicnets.tasks.classification import augmented_logits
@@ -85,6 +87,36 @@ def test_eval_reproduces_the_test_metrics_of_the_checkpoint(make_config, tmp_pat
     flipped = make_config(f"ckpt_path={best}", "++task.test_time_flip=true", config_name="eval")
     flipped.paths.output_dir = str(tmp_path / "eval_flipped")
     assert evaluate(flipped)["test/loss"] != pytest.approx(trained["test/loss"], abs=1e-4)
+
+
+def test_the_best_checkpoint_is_tested_whether_or_not_it_is_read_back(make_config, tmp_path: Path) -> None:
+    # the lowest validation accuracy picks the first of two epochs: the model in memory is not the best, and
+    # the test must read the checkpoint back; its metrics are those eval.py gets from the file
+    trained = train(make_config("trainer.max_epochs=2", "trainer.limit_train_batches=10", "monitor_mode=min"))
+    best = next((tmp_path / "checkpoints").glob("best-*.ckpt"))
+    assert best.name == "best-epoch000.ckpt"
+    cfg = make_config(f"ckpt_path={best}", config_name="eval")
+    cfg.paths.output_dir = str(tmp_path / "eval")
+    assert evaluate(cfg)["test/acc"] == pytest.approx(trained["test/acc"], abs=1e-6)
+
+
+def test_saved_weights_tell_whether_the_model_is_what_was_saved(make_config) -> None:
+    _, task = build(make_config("data.source=sample"))
+    saved = SavedWeights()
+    saved.on_save_checkpoint(None, task, {"global_step": 3})
+    saved.on_save_checkpoint(None, task, {"global_step": 3})  # last.ckpt after best: the same weights
+    assert saved.holds(task, 3) and not saved.holds(task, 2)
+    weight = next(task.parameters())
+    kept = weight.detach().clone()
+    weight.data[0] = 0.0  # written through .data: no version counter would see it
+    assert not saved.holds(task, 3)
+    weight.data.copy_(kept)
+    assert saved.holds(task, 3)
+    # weights changed between two saves of one step: neither file can stand for the model
+    with torch.no_grad():
+        next(task.parameters()).mul_(2.0)
+    saved.on_save_checkpoint(None, task, {"global_step": 3})
+    assert not saved.holds(task, 3)
 
 
 def test_resume_continues_epoch_step_and_optimizer_state(make_config, tmp_path: Path) -> None:

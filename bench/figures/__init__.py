@@ -21,9 +21,18 @@ from . import (
     fig4_start_up,
     fig5_resnet,
     fig6_recurrent,
+    fig8_short_run,
 )
 
 FIGURES: dict[int, ModuleType] = {
     module.NUMBER: module
-    for module in (fig1_loop, fig2_data_path, fig3_end_to_end, fig4_start_up, fig5_resnet, fig6_recurrent)
+    for module in (
+        fig1_loop,
+        fig2_data_path,
+        fig3_end_to_end,
+        fig4_start_up,
+        fig5_resnet,
+        fig6_recurrent,
+        fig8_short_run,
+    )
 }

@@ -7,10 +7,7 @@ data loading and the final test are included. Wall seconds, CPU seconds and both
 
 from __future__ import annotations
 
-import json
-import sys
-
-from core import BENCH, Bench, Record, alternate, cpu_ratio, figure, timed_run
+from core import Bench, Record, cpu_ratio, figure, whole_runs
 
 NUMBER = 3
 TITLE = "End to end"
@@ -18,59 +15,16 @@ NEEDS = None
 
 
 def run(bench: Bench) -> Record:
-    cfg = bench.config(["experiment=lenet5_fashion_mnist"])
-    plain_args = [
-        "--epochs",
-        str(cfg.trainer.max_epochs),
-        "--batch-size",
-        str(cfg.data.batch_size),
-        "--lr",
-        str(cfg.optimizer.lr),
-        "--channels",
-        *map(str, cfg.model.channels),
-    ]
-    if cfg.model.batch_norm:
-        plain_args.append("--batch-norm")
-    if cfg.get("scheduler") and cfg.scheduler._target_.endswith("OneCycleLR"):
-        plain_args.append("--onecycle")
-    accuracy: dict[str, list[float]] = {"train.py": [], "plain script": []}
-    cpu: dict[str, list[float]] = {"train.py": [], "plain script": []}
-
-    def ours() -> float:
-        out = bench.run_dir("e2e")
-        command = [
-            sys.executable,
-            "train.py",
-            "experiment=lenet5_fashion_mnist",
-            f"paths.data_dir={bench.data_dir}",
-            f"hydra.run.dir={out}",
-        ]
-        wall, _ = timed_run(command, cpu["train.py"])
-        accuracy["train.py"].append(json.loads((out / "metrics.json").read_text())["test/acc"])
-        return wall
-
-    def plain() -> float:
-        command = [
-            sys.executable,
-            str(BENCH / "plain_loop.py"),
-            "--data-dir",
-            str(bench.data_dir),
-            *plain_args,
-        ]
-        wall, stdout = timed_run(command, cpu["plain script"])
-        accuracy["plain script"].append(json.loads(stdout.strip().splitlines()[-1])["test_acc"])
-        return wall
-
     print("figure 3: end to end, cold start", flush=True)
-    runs = alternate({"train.py": ours, "plain script": plain}, bench.e2e_reps)
+    cfg, result = whole_runs(bench, ["experiment=lenet5_fashion_mnist"], bench.e2e_reps)
     return figure(
         NUMBER,
         f"End to end: LeNet-5 / Fashion-MNIST, {cfg.trainer.max_epochs} epochs, cold start",
         "s wall",
-        runs,
+        result["runs"],
         {"train.py / plain": ("train.py", "plain script")},
         ("train.py / plain", 0.0, 1.2),
-        test_accuracy=accuracy,
-        plain_args=plain_args,
-        **cpu_ratio(cpu, "train.py", "plain script"),
+        test_accuracy=result["test_accuracy"],
+        plain_args=result["plain_args"],
+        **cpu_ratio(result["cpu"], "train.py", "plain script"),
     )

@@ -31,7 +31,9 @@ def download_or_explain(
             download()
     except Exception as error:  # torchvision raises RuntimeError, URLError, OSError... all mean the same here
         files = "\n".join(f"  {directory / f}" for f in expected_files)
+        # on one line: torchvision lists each mirror tried with its error, which offline is the same line twice
+        reason = " ".join(str(error).split())
         raise DatasetNotFoundError(
-            f"{name} is not on disk and could not be downloaded ({type(error).__name__}: {error}).\n"
+            f"{name} is not on disk and could not be downloaded ({type(error).__name__}: {reason}).\n"
             f"Put these files in place (or pass paths.data_dir=DIR pointing to a folder that has them):\n{files}"
         ) from error

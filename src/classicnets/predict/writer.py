@@ -7,7 +7,9 @@ in, an existing `output` is replaced only with `overwrite=True`, and an input or
 from __future__ import annotations
 
 import csv
+import logging
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -19,7 +21,11 @@ from classicnets.predict.predictors import PredictError, predictor_for
 from classicnets.run.checkpoints import load_checkpoint
 
 COLUMNS = ("input", "prediction", "probability")
-PROGRESS_FROM = 1000  # inputs from which a progress bar is shown
+PROGRESS_FROM = (
+    1000  # inputs from which a progress bar is shown (on a terminal: in a file it is carriage returns)
+)
+
+log = logging.getLogger(__name__)
 
 
 def predict(
@@ -49,6 +55,9 @@ def predict(
     )
     predictor = predictor_for(load_checkpoint(ckpt_path), chosen, beam_width)
     items = predictor.inputs(input_path)
+    log.info(
+        "checkpoint  %s\ninputs      %d below %s\ndevice      %s", ckpt_path, len(items), input_path, chosen
+    )
     if output.exists() and any(isinstance(item, Path) and _same(item, output) for item in items):
         raise PredictError(f"output={output} is one of the inputs: predict never writes over its inputs")
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -61,7 +70,10 @@ def predict(
         with open(handle, "w", newline="", encoding="utf-8") as file:
             writer = csv.writer(file)
             writer.writerow(COLUMNS)
-            with tqdm(total=len(items), unit="input", disable=len(items) < PROGRESS_FROM) as progress:
+            shown = (
+                len(items) >= PROGRESS_FROM and sys.stderr.isatty()
+            )  # a bar only where it redraws in place
+            with tqdm(total=len(items), unit="input", disable=not shown) as progress:
                 for start in range(0, len(items), batch_size):
                     batch = items[start : start + batch_size]
                     prepared, error = [], None

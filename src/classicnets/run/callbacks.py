@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import signal
+import sys
 import threading
 import time
 from datetime import timedelta
@@ -22,12 +23,14 @@ import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch import callbacks as lightning_callbacks
+from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.data import extract_batch_size
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.optim import Optimizer
 
 from classicnets.run.checkpoints import record_run
+from classicnets.run.console import epoch_summary, multirun
 from classicnets.run.validate import NAN_POLICIES
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,43 @@ class RunRecordInCheckpoint(Callback):
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         record_run(checkpoint, self.config)
+
+
+class SavedWeights(Callback):
+    """Tells whether the model in memory holds exactly what this run's checkpoints of a given step hold, so that
+    testing the best checkpoint after fit need not read it back when it is the model at hand (`pipeline.train`).
+
+    At the first checkpoint of each step it copies the model's state into host memory (a fraction of the cost of
+    the write it accompanies); every later checkpoint of that step is compared with the copy, and so is the model
+    when asked: the answer is yes only when every tensor is bitwise equal throughout.
+    """
+
+    def __init__(self) -> None:
+        self.step: int | None = None
+        self.state: dict[str, torch.Tensor] = {}
+        self.consistent = False
+
+    def on_save_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        step = int(checkpoint["global_step"])
+        if step != self.step:
+            self.step, self.consistent = step, True
+            self.state = {
+                key: value.detach().to("cpu", copy=True) for key, value in pl_module.state_dict().items()
+            }
+        elif self.consistent:
+            self.consistent = self._equal(pl_module)
+
+    def holds(self, pl_module: LightningModule, step: int) -> bool:
+        """Whether the model is, tensor for tensor, what every checkpoint this run saved at `step` holds."""
+        return step == self.step and self.consistent and self._equal(pl_module)
+
+    def _equal(self, pl_module: LightningModule) -> bool:
+        now = pl_module.state_dict()
+        return now.keys() == self.state.keys() and all(
+            torch.equal(now[key].detach().cpu(), value) for key, value in self.state.items()
+        )
 
 
 class TrainingSpeed(Callback):
@@ -87,6 +127,48 @@ class TrainingSpeed(Callback):
         pl_module.log("perf/epoch_s", time.perf_counter() - self.epoch_start)
         if self.train_seconds > 0:
             pl_module.log("perf/train_samples_per_s", self.samples / self.train_seconds)
+
+
+def progress_bar(refresh_rate: int = 10) -> ProgressBar:
+    """The progress callback (conf/callbacks/default.yaml): where standard output is a terminal, Lightning's bar,
+    redrawn in place and left as one line per epoch; elsewhere (a file, CI, a sweep job) `EpochLines`."""
+    if sys.stdout.isatty() and not multirun():
+        return TQDMProgressBar(refresh_rate=refresh_rate, leave=True)
+    return EpochLines()
+
+
+class EpochLines(ProgressBar):
+    """One line per finished epoch, with its metrics and speed: the progress of a run whose output is a file.
+
+    Lightning logs the task's epoch means (`train/loss`) after the callbacks' `on_train_epoch_end`, so an epoch's
+    line is written when the next epoch starts, or when training ends.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enabled = True
+        self.finished: int | None = None
+
+    def disable(self) -> None:
+        self.enabled = False
+
+    def enable(self) -> None:
+        self.enabled = True
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.finished = trainer.current_epoch
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._write(trainer)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._write(trainer)
+
+    def _write(self, trainer: Trainer) -> None:
+        if self.finished is None or not self.enabled:
+            return
+        epoch, self.finished = self.finished, None
+        log.info("epoch %d/%d  %s", epoch + 1, trainer.max_epochs, epoch_summary(trainer.callback_metrics))
 
 
 class RngStates(Callback):

@@ -136,6 +136,11 @@ def check_weights_fit(
     )
 
 
+def saved_step(path: str | Path) -> int:
+    """The global step at which the checkpoint in `path` was written, read without reading its tensors (mmap)."""
+    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+
+
 def record_run(checkpoint: dict[str, Any], config: dict[str, Any]) -> None:
     """Add the run's resolved config (plain containers) to a checkpoint Lightning is about to write."""
     checkpoint[RUN_KEY] = {"config": config, "version": __version__}

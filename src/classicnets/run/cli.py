@@ -20,6 +20,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from classicnets.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, ConfigError, UserError
+from classicnets.run.shutdown import exit_without_teardown
 
 
 def full_error() -> bool:
@@ -54,10 +55,12 @@ def expected_errors_reported() -> Iterator[None]:
 
 
 def run(main: Callable[[], object], config_dir: Path) -> None:
-    """Run a `hydra.main` function after the checks Hydra's own messages leave unclear."""
+    """Run a `hydra.main` function after the checks Hydra's own messages leave unclear; once it has returned,
+    end the process without the interpreter's teardown (`shutdown.exit_without_teardown`)."""
     with expected_errors_reported():
         check_group_lists(sys.argv[1:], config_dir)
     main()
+    exit_without_teardown()  # the run's files are complete: skip the interpreter's teardown
 
 
 def check_group_lists(arguments: list[str], config_dir: Path) -> None:

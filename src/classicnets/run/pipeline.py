@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import signal
@@ -19,6 +18,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from classicnets.errors import ConfigError
+from classicnets.run import console
 from classicnets.run.build import build, make_trainer
 from classicnets.run.callbacks import (
     DivergedError,
@@ -26,12 +26,20 @@ from classicnets.run.callbacks import (
     GracefulStop,
     RngStates,
     RunRecordInCheckpoint,
+    SavedWeights,
+    progress_bar,
 )
-from classicnets.run.checkpoints import check_weights_fit, describe_model, load_checkpoint, saved_config
+from classicnets.run.checkpoints import (
+    check_weights_fit,
+    describe_model,
+    load_checkpoint,
+    saved_config,
+    saved_step,
+)
 from classicnets.run.devices import skip_futile_nvml_probe
-from classicnets.run.files import last_checkpoint, write_metrics
+from classicnets.run.files import METRICS_FILE, last_checkpoint, write_metrics
 from classicnets.run.output_dir import check_output_dir, claim_run_dir
-from classicnets.run.resume import checkpoint_to_resume, newest_checkpoint, report_interrupted
+from classicnets.run.resume import checkpoint_to_resume, newest_checkpoint, report_interrupted, resume_command
 from classicnets.run.status import write_status
 from classicnets.run.trackers import finish_runs, record_outcome
 from classicnets.run.validate import check_config
@@ -54,7 +62,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if not _in_sweep():  # a sweep decides per job whether its directory is reused (sweeps/jobs.py)
         claim_run_dir(output_dir, cfg.get("resume"), cfg.get("ckpt_path"), bool(cfg.get("overwrite")))
     skip_futile_nvml_probe()
-    seed_everything(cfg.seed, workers=True)
+    seed_everything(cfg.seed, workers=True, verbose=False)  # the header says the seed
     ckpt_path = checkpoint_to_resume(cfg)
     stop = GracefulStop(last_checkpoint(output_dir))
     phase, best = "setup", ""
@@ -75,18 +83,23 @@ def train(cfg: DictConfig) -> dict[str, float]:
             check_weights_fit(task.state_dict(), load_checkpoint(ckpt_path), ckpt_path, config)
         check_output_dir(output_dir, sum(p.numel() * p.element_size() for p in task.parameters()))
         safety = [RngStates(), FiniteLoss(cfg.get("nan_policy", "stop")), stop]
-        trainer = make_trainer(cfg, [RunRecordInCheckpoint(config), *safety])
+        saved = SavedWeights()
+        trainer = make_trainer(cfg, [RunRecordInCheckpoint(config), saved, *safety])
         _log_hyperparameters(trainer, config, datamodule, task)
+        if trainer.is_global_zero:
+            _run_header(cfg, trainer, datamodule, task, output_dir)
         phase = "fit"
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         metrics = final_metrics(trainer.callback_metrics)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if cfg.get("test", True):
             phase = "test"
-            trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+            # the best checkpoint is read back unless it provably is the model in memory (the last epoch was
+            # the best and nothing changed since); the test metrics go into the closing block only
+            reread = best and not _holds_checkpoint(trainer, task, saved, best)
+            ckpt = best if reread else None
+            trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, weights_only=True, verbose=False)
             metrics.update(final_metrics(trainer.callback_metrics))
-            if best:
-                log.info("tested the best checkpoint %s", best)
         record_outcome(trainer, metrics, {"best": best, "last": last_checkpoint(output_dir)})
     except DivergedError as error:
         log.error("diverged: %s", error)
@@ -107,8 +120,70 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if trainer is not None:  # experiment trackers close their runs, marked failed on an exception
             finish_runs(trainer.loggers, failed=sys.exc_info()[0] is not None)
     if trainer.is_global_zero:
-        log.info("final metrics written to %s", write_metrics(output_dir, metrics))
+        write_metrics(output_dir, metrics)
+        _closing_block(trainer, datamodule, metrics, best, output_dir, tested=cfg.get("test", True))
     return metrics
+
+
+def _holds_checkpoint(trainer: Trainer, task: Task, saved: SavedWeights, path: str) -> bool:
+    # every process takes rank zero's decision: they test together
+    return trainer.strategy.broadcast(saved.holds(task, saved_step(path)))
+
+
+def _choice(group: str) -> str | None:
+    """The option this run chose in a config group (`model=lenet5` → "lenet5"), when Hydra composed it."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
+
+
+def _run_header(
+    cfg: DictConfig, trainer: Trainer, datamodule: LightningDataModule, task: Task, output_dir: Path
+) -> None:
+    model, choice = type(task.net).__name__, _choice("model")
+    device = console.device_name(trainer.strategy.root_device)
+    if trainer.num_devices * trainer.num_nodes > 1:
+        device += (
+            f" × {trainer.num_devices * trainer.num_nodes} processes ({type(trainer.strategy).__name__})"
+        )
+    console.run_header(
+        model=f"{model} ({choice})" if choice and choice != model.lower() else model,
+        parameters=sum(p.numel() for p in task.net.parameters()),
+        data=console.data_description(datamodule, _choice("data")),
+        device=device,
+        precision=str(trainer.precision),
+        seed=cfg.seed,
+        output_dir=output_dir,
+    )
+
+
+def _closing_block(
+    trainer: Trainer,
+    datamodule: LightningDataModule,
+    metrics: dict[str, float],
+    best: str,
+    output_dir: Path,
+    tested: bool,
+) -> None:
+    rows = {}
+    if best:
+        rows["best checkpoint"] = console.shown_path(best) + (" (tested)" if tested else "")
+    rows["metrics"] = console.shown_path(output_dir / METRICS_FILE)
+    commands = {}
+    if any(isinstance(logger, TensorBoardLogger) for logger in trainer.loggers):
+        commands[f"tensorboard --logdir {console.shown_path(output_dir)}"] = (
+            "the curves, images and hyperparameters"
+        )
+    if best:
+        ckpt = f"ckpt_path={console.shown_path(best)}"
+        commands[console.command("eval.py", ckpt)] = "test it again, or on other data (data.<key>=…)"
+        images = (getattr(datamodule, "sizes", None) or {}).get("image_size")
+        inputs = "an image or a folder of images" if images else "a text file, one input a line"
+        commands[console.command("predict.py", ckpt, "input=PATH")] = f"PATH: {inputs}"
+    commands[resume_command(Path(console.shown_path(output_dir)))] = (
+        "train on: with a larger trainer.max_epochs"
+    )
+    console.closing_block(metrics, rows, commands)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -130,10 +205,23 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule, task = build(run, checkpoint)
     check_weights_fit(task.state_dict(), checkpoint, cfg.ckpt_path, OmegaConf.to_container(run, resolve=True))
     task.load_state_dict(checkpoint["state_dict"])
+    # the progress of train.py: a bar on a terminal, nothing in a file (the closing block has the results)
     stop = GracefulStop()
-    trainer = make_trainer(cfg, [stop])
+    shown = [progress_bar()] if cfg.trainer.get("enable_progress_bar", True) else []
+    trainer = make_trainer(cfg, [stop, *shown])
+    output_dir = Path(cfg.paths.output_dir)
+    if trainer.is_global_zero:
+        console.run_header(
+            model=f"{type(task.net).__name__} from {console.shown_path(cfg.ckpt_path)}",
+            parameters=sum(p.numel() for p in task.net.parameters()),
+            data=console.data_description(datamodule, type(datamodule).__name__),
+            device=console.device_name(trainer.strategy.root_device),
+            precision=str(trainer.precision),
+            seed=None,
+            output_dir=output_dir,
+        )
     try:
-        trainer.test(task, datamodule=datamodule)
+        trainer.test(task, datamodule=datamodule, verbose=False)
     except SystemExit as stopped:
         if isinstance(stopped, SIGTERMException) or stop.quit:  # else not a signal's doing
             received = stop.received or signal.SIGTERM
@@ -142,8 +230,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         raise
     metrics = final_metrics(trainer.callback_metrics)
     if trainer.is_global_zero:
-        write_metrics(cfg.paths.output_dir, metrics)
-        print(json.dumps(metrics, indent=2))
+        written = write_metrics(output_dir, metrics)
+        console.closing_block(metrics, {"metrics": console.shown_path(written)}, {})
     return metrics
 
 

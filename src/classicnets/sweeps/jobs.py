@@ -20,11 +20,14 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, read_write
 
 from classicnets.errors import UserError
+from classicnets.run.console import SWEEP_LOGGER, shown_path
 from classicnets.run.devices import launched_rank
 from classicnets.run.files import read_metrics
 from classicnets.run.status import read_status, write_status
 
 log = logging.getLogger(__name__)
+# a sweep's console shows this logger's lines: one per finished job
+job_lines = logging.getLogger(SWEEP_LOGGER)
 
 # a re-run of the sweep does not repeat these: `diverged` would diverge again with the same seed
 FINISHED = ("completed", "diverged")
@@ -43,7 +46,7 @@ def run_job(cfg: DictConfig, train: Callable[[DictConfig], dict[str, float]]) ->
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     if multirun and is_finished(output_dir, overrides):
-        log.info("%s already holds this job's finished run: skipped", output_dir)
+        job_lines.info("%s already holds this job's finished run: skipped", shown_path(output_dir))
         return read_metrics(output_dir)
     # the other DDP ranks run this function too; the job's record is rank 0's to keep
     record = write_status if launched_rank() == 0 else _ignore
@@ -66,15 +69,37 @@ def run_job(cfg: DictConfig, train: Callable[[DictConfig], dict[str, float]]) ->
         record(output_dir, status, f"{type(cause).__name__}: {cause}", wall_time_s=time.monotonic() - start)
         if not multirun:
             raise
-        if isinstance(cause, UserError):  # its message says it all
-            log.error("job %s %s: %s; the sweep goes on", output_dir, status, cause)
-        else:
-            log.exception("job %s %s; the sweep goes on", output_dir, status)
+        # the sweep's console gets one line; the traceback of an unexpected error goes to the job's log file
+        if not isinstance(cause, UserError):  # a UserError's message says it all
+            log.info("job %s %s", output_dir, status, exc_info=True)
+        job_lines.error(
+            "%s: %s (%s: %s); the sweep goes on",
+            _job_name(output_dir, overrides),
+            status,
+            type(cause).__name__,
+            cause,
+        )
         return None
     # the pipeline may have recorded a more specific ending (e.g. diverged) itself
     if (read_status(output_dir) or {}).get("status") == "running":
         record(output_dir, "completed", wall_time_s=time.monotonic() - start)
+    if multirun and launched_rank() == 0:
+        ending = (read_status(output_dir) or {}).get("status", "completed")
+        shown = _headline(metrics or {}, cfg.get("optimized_metric"))
+        job_lines.info(
+            "%s: %s in %.0f s  %s", _job_name(output_dir, overrides), ending, time.monotonic() - start, shown
+        )
     return metrics
+
+
+def _job_name(output_dir: Path, overrides: list[str]) -> str:
+    return f"{shown_path(output_dir)} [{' '.join(overrides)}]"
+
+
+def _headline(metrics: dict[str, float], optimized: str | None) -> str:
+    """The optimized metric and its test counterpart (`val/acc_best 0.874  test/acc 0.860`)."""
+    names = [optimized, f"test/{optimized.split('/')[-1].removesuffix('_best')}"] if optimized else []
+    return "  ".join(f"{name} {metrics[name]:.4f}" for name in names if name in metrics)
 
 
 def is_finished(output_dir: Path, overrides: list[str]) -> bool:

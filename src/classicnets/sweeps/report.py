@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import logging
 import math
 import re
 import statistics
@@ -23,9 +24,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
 
+from classicnets.run.console import SWEEP_LOGGER, shown_path
 from classicnets.run.files import CONFIG_FILE, METRICS_FILE, OVERRIDES_FILE, STATUS_FILE, read_metrics
 from classicnets.run.status import process_alive, read_status
 
@@ -518,6 +523,36 @@ class Report:
 
         plt.close(figure)
         return path
+
+
+class ReportAtSweepEnd(Callback):
+    """A Hydra callback (conf/hydra/default.yaml): when a `-m` sweep ends, its report is written into the sweep
+    directory and its path printed. A report that cannot be written is a warning: the jobs' results are on disk."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        console = logging.getLogger(SWEEP_LOGGER)
+        events = logging.getLogger("tensorboard")  # its event reader logs every file it opens
+        level = events.level
+        events.setLevel(logging.WARNING)
+        try:
+            written = Report(sweep_dir.resolve()).write()
+        except Exception as error:  # the sweep itself is done: say why there is no report, and go on
+            console.warning(
+                "no report for %s (%s: %s); `python -m classicnets.sweeps.report %s` retries",
+                sweep_dir,
+                type(error).__name__,
+                error,
+                sweep_dir,
+            )
+            return
+        finally:
+            events.setLevel(level)
+        console.info(
+            "report of the sweep: %s (tables and %d plots beside it)",
+            shown_path(written[0]),
+            len(written) - 2,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
