@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
+import torch
+import torch.nn.functional as F
 from hydra.utils import instantiate
+from lightning.pytorch import Trainer
 from omegaconf import open_dict
 from torch import nn
 
+from classicnets.tasks import ClassificationTask
+from classicnets.tasks.base import WeightedMean
 from tests.conftest import CONF_DIR, compose_config
 
 MODELS = sorted(path.stem for path in (CONF_DIR / "model").glob("*.yaml") if path.stem != "custom")
@@ -63,3 +69,37 @@ def test_no_model_uses_a_module_without_a_deterministic_cuda_backward(name: str,
         if isinstance(m, NO_DETERMINISTIC_CUDA_BACKWARD)
     ]
     assert not found, f"model={name} uses {found}: trainer.deterministic=true would fail on a GPU"
+
+
+def test_weighted_mean_weighs_its_values_and_never_looks_at_them() -> None:
+    # torchmetrics' MeanMetric checks each update for NaN (a host sync per step on a GPU), and with the check off
+    # it drops the weights: 1.5 here instead of 1.25
+    mean = WeightedMean()
+    mean.update(torch.tensor(1.0), weight=3)
+    mean.update(torch.tensor([2.0, 2.0]), weight=torch.tensor(0.5))
+    mean.update(torch.tensor(4.0, dtype=torch.bfloat16))
+    assert mean.compute().item() == pytest.approx((3 * 1.0 + 2 * 0.5 * 2.0 + 4.0) / (3 + 1 + 1))
+    mean.update(torch.tensor(float("nan")))
+    assert mean.compute().isnan()  # passed through, not checked on the host
+
+
+def test_training_epoch_sums_stay_exact_in_bf16_true() -> None:
+    torch.manual_seed(0)
+    net = nn.Linear(4, 3)
+    task = ClassificationTask(net, optimizer=partial(torch.optim.SGD, lr=0.0), num_classes=3)
+    inputs, targets = torch.randn(1200, 4), torch.randint(0, 3, (1200,))
+    batches = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(inputs, targets), batch_size=4)
+    trainer = Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        precision="bf16-true",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(task, batches)
+    with torch.no_grad():
+        expected = F.cross_entropy(net(inputs.bfloat16()).float(), targets)
+    # a bf16 running sum of 300 batch losses near 4.6 would be off by a quarter
+    assert trainer.callback_metrics["train/loss"].item() == pytest.approx(expected.item(), rel=0.002)

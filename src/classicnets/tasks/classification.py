@@ -7,10 +7,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MaxMetric, MeanMetric, MetricCollection
+from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
-from classicnets.tasks.base import OptimizerFactory, SchedulerFactory, Task
+from classicnets.tasks.base import OptimizerFactory, SchedulerFactory, Task, WeightedMean
 
 
 def _metrics(num_classes: int, prefix: str) -> MetricCollection:
@@ -87,7 +87,7 @@ class ClassificationTask(Task):
         self.test_time_shift = test_time_shift
         self.val_metrics = _metrics(num_classes, "val/")
         self.test_metrics = _metrics(num_classes, "test/")
-        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+        self.val_loss, self.test_loss = WeightedMean(), WeightedMean()
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # in checkpoints: a resumed run remembers its best epoch
         self.confusion = MulticlassConfusionMatrix(num_classes, validate_args=False)
