@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from lightning.pytorch import Trainer
 from omegaconf import open_dict
 from torch import nn
 
+from classicnets.data.batches import _channel_tensors, normalize
+from classicnets.run.pipeline import train
 from classicnets.tasks import ClassificationTask
 from classicnets.tasks.base import WeightedMean
 from tests.conftest import CONF_DIR, compose_config
@@ -103,3 +106,20 @@ def test_training_epoch_sums_stay_exact_in_bf16_true() -> None:
         expected = F.cross_entropy(net(inputs.bfloat16()).float(), targets)
     # a bf16 running sum of 300 batch losses near 4.6 would be off by a quarter
     assert trainer.callback_metrics["train/loss"].item() == pytest.approx(expected.item(), rel=0.002)
+
+
+def test_normalisation_constants_are_made_once_per_device() -> None:
+    images = torch.randint(0, 256, (4, 3, 2, 2), dtype=torch.uint8)
+    first = normalize(images, (0.5, 0.4, 0.3), (0.2, 0.2, 0.2))
+    constants = _channel_tensors((0.5, 0.4, 0.3), (0.2, 0.2, 0.2), images.device)
+    assert _channel_tensors((0.5, 0.4, 0.3), (0.2, 0.2, 0.2), images.device) is constants
+    mean, std = torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1), torch.tensor([0.2, 0.2, 0.2]).view(1, 3, 1, 1)
+    assert torch.equal(first, (images.float() / 255 - mean) / std)
+
+
+@pytest.mark.parametrize("precision", ["bf16-true", "bf16-mixed"])
+def test_image_data_trains_in_bf16(make_config, precision: str) -> None:
+    # bf16-true used to fail at the first convolution: Lightning casts the batch before the data module
+    # normalises it, so the model got float32 images
+    metrics = train(make_config("debug=fast_dev_run", "data.source=sample", f"trainer.precision={precision}"))
+    assert math.isfinite(metrics["test/loss"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -34,11 +35,18 @@ def keep_batch(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
 
 
 def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 NCHW → float NCHW, standardised per channel."""
-    shape = (1, -1, 1, 1)
-    mean_t = torch.tensor(mean, device=images.device).view(shape)
-    std_t = torch.tensor(std, device=images.device).view(shape)
+    """uint8 NCHW → float32 NCHW, standardised per channel."""
+    mean_t, std_t = _channel_tensors(tuple(mean), tuple(std), images.device)
     return (images.float().div_(255) - mean_t) / std_t
+
+
+@lru_cache(maxsize=16)
+def _channel_tensors(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    # made once per device: built each batch, they were a host-to-device copy, and so a sync, every step on a GPU
+    shape = (1, -1, 1, 1)
+    return torch.tensor(mean, device=device).view(shape), torch.tensor(std, device=device).view(shape)
 
 
 def random_crop(images: torch.Tensor, padding: int) -> torch.Tensor:

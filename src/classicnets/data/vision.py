@@ -116,7 +116,12 @@ class InMemoryImageDataModule(LightningDataModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, labels = batch
         training = self.trainer is not None and self.trainer.training
-        return self.transform_batch(images, training), labels
+        images = self.transform_batch(images, training)
+        if self.trainer is not None:
+            # Lightning casts a batch to the precision's input type (bf16-true, 16-true) before this hook, while
+            # the images are still uint8: cast what the model reads
+            images = self.trainer.precision_plugin.convert_input(images)
+        return images, labels
 
     def transform_batch(self, images: torch.Tensor, training: bool) -> torch.Tensor:
         """uint8 batch → normalised float batch, augmented when training with augmentation on."""
