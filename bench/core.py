@@ -175,6 +175,7 @@ class Bench:
         datamodule, task = build(cfg)
         trainer = Trainer(
             accelerator=self.accelerator,
+            devices=1,  # Lightning's default takes every GPU: DDP children would re-run the whole bench
             max_epochs=2,
             limit_train_batches=batches,
             limit_val_batches=cfg.trainer.limit_val_batches,
