@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -23,7 +25,7 @@ from classicnets.run.config import register
 from classicnets.run.status import read_status, write_status
 from classicnets.sweeps.report import Report
 from classicnets.sweeps.report import main as report_main
-from tests.conftest import CONF_DIR, run_script
+from tests.conftest import CONF_DIR, ROOT, run_script
 
 STUDIES = sorted(path.stem for path in (CONF_DIR / "experiment").glob("study_*.yaml"))
 # sizes every model config can be built with (image and text models alike)
@@ -247,3 +249,19 @@ def test_optuna_search_runs_three_trials(tmp_path: Path) -> None:
         assert returned in {t.value for t in trials}
     assert len(Report(sweep).params) == 5  # the searched hyperparameters, one column each
     assert OmegaConf.load(sweep / "0" / ".hydra" / "config.yaml").optimized_metric == "val/acc_best"
+
+
+@pytest.mark.slow
+def test_gpu_sweep_workers_keep_their_share_of_the_cores(tmp_path: Path) -> None:
+    # four jobs on two GPUs: the second job of each joblib worker starts after the first narrowed that worker's
+    # CUDA_VISIBLE_DEVICES to one GPU, where `${gpu_count:}` would count one job at once and take every core
+    sweep = tmp_path / "sweep"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "-m", "launcher=gpus", "model=mlp", "model.hidden_sizes=[8],[16],[24],[32]",
+         *tiny(tmp_path), f"hydra.sweep.dir={sweep}"],
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": "0,1", "PYTHONWARNINGS": "ignore"},
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    threads = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert all(f"{threads} CPU threads" in (sweep / job / "train.log").read_text() for job in "0123")
