@@ -215,15 +215,17 @@ def test_parallel_gpu_launcher_gives_each_job_its_own_device(tmp_path: Path) -> 
 @pytest.mark.slow
 def test_ddp_in_a_sweep_job_writes_into_that_job_only(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
+    jobs = "model.hidden_sizes=[8],[16]"  # one after the other in one process: the first leaves no DDP behind
     result = run_script(
-        "train.py", "-m", "trainer=ddp_cpu", "model=mlp", *tiny(tmp_path), f"hydra.sweep.dir={sweep}"
+        "train.py", "-m", "trainer=ddp_cpu", "model=mlp", jobs, *tiny(tmp_path), f"hydra.sweep.dir={sweep}"
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert read_status(sweep / "0")["status"] == "completed"
-    assert "test/acc" in json.loads((sweep / "0" / "metrics.json").read_text())
-    # rank 1 ran this job as a single run in the job's directory: no second sweep, no stray run directory
-    assert sorted(p.name for p in sweep.iterdir()) == ["0", "multirun.yaml"]
-    assert (sweep / "0" / "train_ddp_process_1.log").is_file()
+    for job in ("0", "1"):
+        assert read_status(sweep / job)["status"] == "completed"
+        assert "test/acc" in json.loads((sweep / job / "metrics.json").read_text())
+        assert (sweep / job / "train_ddp_process_1.log").is_file()
+    # rank 1 ran each job as a single run in the job's directory: no second sweep, no stray run directory
+    assert sorted(p.name for p in sweep.iterdir()) == ["0", "1", "multirun.yaml"]
     assert not (tmp_path / "logs").exists()
 
 
