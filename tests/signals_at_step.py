@@ -38,3 +38,14 @@ class NaNInputAtStep(Callback):
     ) -> None:
         if trainer.global_step == self.step:
             batch[0].fill_(torch.nan)
+
+
+class SignalGroupAtStep(SignalAtStep):
+    """Sends `signum` to this process's whole process group, as a terminal's Ctrl-C does: under DDP every rank
+    gets it. Sent by rank 0 only (start the run in a session of its own)."""
+
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.global_step == self.step and trainer.is_global_zero:
+            os.killpg(os.getpgrp(), self.signum)

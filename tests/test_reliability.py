@@ -208,6 +208,32 @@ def test_ctrl_c_stops_at_the_step_boundary_with_a_checkpoint(make_config, tmp_pa
     assert _last(tmp_path)["global_step"] == 3
 
 
+@pytest.mark.slow
+def test_ctrl_c_under_ddp_saves_and_every_rank_stops(tmp_path: Path) -> None:
+    # a terminal's Ctrl-C reaches every rank, and rank 0 forwards it to the rank it started: that rank took the
+    # copy for a second Ctrl-C and quit, while rank 0 waited for it in the checkpoint's barrier
+    interrupt = (
+        "+callbacks.signal._target_=tests.signals_at_step.SignalGroupAtStep",
+        "+callbacks.signal.step=3",
+        f"+callbacks.signal.signum={int(signal.SIGINT)}",
+    )
+    ddp = (*TINY, "trainer=ddp_cpu", "trainer.deterministic=false", f"hydra.run.dir={tmp_path}")
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *ddp, *interrupt],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # a process group of its own: the signal reaches the run's ranks only
+    )
+    code, output = _finish(process)
+    assert code == 128 + signal.SIGINT, output[-3000:]
+    assert _last(tmp_path)["global_step"] == 4
+    assert read_status(tmp_path)["status"] == "interrupted"
+
+
 def test_an_ignored_sigint_stays_ignored(make_config, tmp_path: Path) -> None:
     interrupt = _signal_at_step(2, signal.SIGINT)
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # how a shell starts a background job

@@ -252,35 +252,48 @@ class GracefulStop(Callback):
     Ctrl-C no longer breaks off in the middle of an optimizer step. A second Ctrl-C quits without saving.
     Lightning restores the previous handlers when `fit` ends. The pipeline turns the exception into an exit
     status `128 + signal`.
+
+    Under DDP a Ctrl-C in the terminal reaches every rank, and rank 0 forwards each signal it gets to the ranks it
+    started, so those see it twice. Only the first signal a process gets goes on to Lightning's handler (which
+    broadcasts from rank 0 to all: once on each rank); a repeat is dropped on the other ranks, and only rank 0 quits
+    on a second Ctrl-C (Lightning then kills the others). Otherwise the ranks took the forwarded copy for a second
+    Ctrl-C and quit while rank 0 waited for them in the checkpoint's barrier.
     """
 
     def __init__(self, checkpoint_path: str | Path) -> None:
         self.checkpoint_path = Path(checkpoint_path)
         self.received: signal.Signals | None = None
+        self.started_by_another_rank = False
+        self.lightning_handler: Any = None
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
+        self.started_by_another_rank = trainer.local_rank != 0
+        self.lightning_handler = signal.getsignal(signal.SIGTERM)
         # installed after Lightning registered its own, so that its teardown puts back the user's handlers;
         # an ignored SIGINT stays ignored: shells start background jobs that way, immune to the terminal's Ctrl-C
         if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
             signal.signal(signal.SIGINT, self._forward)
         if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, signal.SIG_IGN, None):
             signal.signal(signal.SIGUSR1, self._forward)
+        if callable(self.lightning_handler):
+            signal.signal(signal.SIGTERM, self._forward)
 
     def _forward(self, signum: int, frame: Any) -> None:
-        if self.received == signal.SIGINT and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # the second Ctrl-C
-        self.received = self.received or signal.Signals(signum)
+        if self.received is not None:
+            if signum == signal.SIGINT and self.received == signal.SIGINT and not self.started_by_another_rank:
+                raise KeyboardInterrupt  # the second Ctrl-C
+            return  # a repeat, or rank 0 forwarding what this rank got from the terminal already
+        self.received = signal.Signals(signum)
         log.warning(
             "received %s: stopping after this step and saving %s%s",
             signal.Signals(signum).name,
             self.checkpoint_path,
             " (Ctrl-C again to quit without saving)" if signum == signal.SIGINT else "",
         )
-        lightning_handler = signal.getsignal(signal.SIGTERM)
-        if callable(lightning_handler):
-            lightning_handler(signum, frame)
+        if callable(self.lightning_handler):
+            self.lightning_handler(signum, frame)
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         if isinstance(exception, SIGTERMException):
