@@ -15,6 +15,7 @@ from omegaconf import open_dict
 from torch import nn
 
 from classicnets.data.batches import _channel_tensors, normalize
+from classicnets.run.callbacks import RngStates, cuda_rng_state
 from classicnets.run.pipeline import train
 from classicnets.tasks import ClassificationTask
 from classicnets.tasks.base import WeightedMean
@@ -123,3 +124,15 @@ def test_image_data_trains_in_bf16(make_config, precision: str) -> None:
     # normalises it, so the model got float32 images
     metrics = train(make_config("debug=fast_dev_run", "data.source=sample", f"trainer.precision={precision}"))
     assert math.isfinite(metrics["test/loss"])
+
+
+def test_the_cuda_generator_state_is_the_training_gpus_own() -> None:
+    # one state, the GPU's the run trained on: it is restored to whatever GPU the resumed rank trains on
+    state = torch.arange(8, dtype=torch.uint8)
+    assert cuda_rng_state(state, torch.device("cuda", 3)) is state
+    # checkpoints of earlier versions hold one state per visible GPU: the same index, or none (no IndexError)
+    every_gpu = [torch.full((8,), i, dtype=torch.uint8) for i in range(2)]
+    assert cuda_rng_state(every_gpu, torch.device("cuda", 1)) is every_gpu[1]
+    assert cuda_rng_state(every_gpu, torch.device("cuda", 5)) is None
+    assert cuda_rng_state(None, torch.device("cuda", 0)) is None
+    assert RngStates().state_dict()["cuda"] is None  # a CPU run saves none

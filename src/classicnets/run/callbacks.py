@@ -96,16 +96,25 @@ class RngStates(Callback):
     different random decisions than the run it continues. They are restored when training starts, after the
     sanity check, the last thing before the first resumed step. Tensors and plain values only: checkpoints
     must load with `weights_only=True`.
+
+    The CUDA generator saved is the one of the GPU the run trains on, and it is restored to the GPU the resumed
+    run trains on: every DDP rank runs the same seeded stream on its own GPU, and rank 0 writes the checkpoint.
+    (Saving every visible GPU's generator failed to resume with fewer GPUs visible, and gave the other ranks the
+    unused generators of rank 0's process.)
     """
 
     def __init__(self) -> None:
         self.loaded: dict[str, Any] | None = None
+        self.device = torch.device("cpu")
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self.device = trainer.strategy.root_device
 
     def state_dict(self) -> dict[str, Any]:
         _, keys, position, has_gauss, cached_gaussian = np.random.get_state()
         return {
             "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "numpy": {
                 "keys": torch.from_numpy(keys.astype(np.int64)),
                 "position": int(position),
@@ -123,8 +132,11 @@ class RngStates(Callback):
             return
         state, self.loaded = self.loaded, None
         torch.set_rng_state(state["torch"])
-        if state["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda"])
+        if (
+            pl_module.device.type == "cuda"
+            and (cuda := cuda_rng_state(state["cuda"], pl_module.device)) is not None
+        ):
+            torch.cuda.set_rng_state(cuda, pl_module.device)
         numpy = state["numpy"]
         keys = numpy["keys"].numpy().astype(np.uint32)
         np.random.set_state(
@@ -132,6 +144,22 @@ class RngStates(Callback):
         )
         version, internal, gauss = state["python"]
         random.setstate((version, tuple(internal), gauss))
+
+
+def cuda_rng_state(
+    saved: torch.Tensor | list[torch.Tensor] | None, device: torch.device
+) -> torch.Tensor | None:
+    """The saved CUDA generator state that belongs on `device`: the one saved, or from the list of every visible
+    GPU's state that earlier versions saved, the entry of the same index (None when there is none)."""
+    if saved is None or isinstance(saved, torch.Tensor):
+        return saved
+    index = device.index or 0
+    if index < len(saved):
+        return saved[index]
+    log.warning(
+        "the checkpoint has no CUDA generator state for GPU %d: its random numbers start afresh", index
+    )
+    return None
 
 
 class DivergedError(FloatingPointError):
@@ -282,7 +310,11 @@ class GracefulStop(Callback):
 
     def _forward(self, signum: int, frame: Any) -> None:
         if self.received is not None:
-            if signum == signal.SIGINT and self.received == signal.SIGINT and not self.started_by_another_rank:
+            if (
+                signum == signal.SIGINT
+                and self.received == signal.SIGINT
+                and not self.started_by_another_rank
+            ):
                 raise KeyboardInterrupt  # the second Ctrl-C
             return  # a repeat, or rank 0 forwarding what this rank got from the terminal already
         self.received = signal.Signals(signum)
