@@ -29,6 +29,8 @@ from torch.optim import Optimizer
 from classicnets.run.checkpoints import record_run
 
 NAN_POLICIES = ("stop", "skip")
+# under DDP, LastCheckpoint asks rank 0's clock (a broadcast) once in this many steps
+CLOCK_CHECK_EVERY_N_STEPS = 50
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +224,8 @@ class FiniteLoss(Callback):
 
 class LastCheckpoint(Callback):
     """Keeps `last.ckpt`, the file `resume=auto` continues from, current: rewritten after every training epoch
-    and, within long epochs, every `train_time_interval` or every `every_n_train_steps` optimizer steps.
+    and, within long epochs, every `train_time_interval` (under DDP, at the first of every 50 steps after it)
+    or every `every_n_train_steps` optimizer steps.
 
     Lightning's `ModelCheckpoint(save_last=True)` rewrites `last.ckpt` only when it also keeps a checkpoint, so a
     run killed after epochs that did not improve validation resumed from the last improvement.
@@ -253,8 +256,11 @@ class LastCheckpoint(Callback):
         if self.every_n_train_steps:
             due = trainer.global_step % self.every_n_train_steps == 0
         elif self.train_time_interval:
+            if trainer.world_size > 1 and trainer.global_step % CLOCK_CHECK_EVERY_N_STEPS:
+                return
             elapsed = time.monotonic() - self._saved_at
-            # rank zero's clock decides: every process must take part in the save
+            # rank zero's clock decides: every process must take part in the save. Under DDP that is a
+            # broadcast, which waits for every rank's step, so the clock is read every few dozen steps only
             due = trainer.strategy.broadcast(elapsed >= self.train_time_interval.total_seconds())
         else:
             return
