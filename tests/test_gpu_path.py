@@ -15,11 +15,13 @@ from omegaconf import open_dict
 from torch import nn
 
 from classicnets.data.batches import _channel_tensors, normalize
-from classicnets.run.callbacks import RngStates, cuda_rng_state
+from classicnets.run.build import build
+from classicnets.run.callbacks import DivergedError, FiniteLoss, LastCheckpoint, RngStates, cuda_rng_state
 from classicnets.run.pipeline import train
 from classicnets.tasks import ClassificationTask
 from classicnets.tasks.base import WeightedMean
 from tests.conftest import CONF_DIR, compose_config
+from tests.signals_at_step import NaNInputAtStep
 
 MODELS = sorted(path.stem for path in (CONF_DIR / "model").glob("*.yaml") if path.stem != "custom")
 SIZES = {
@@ -136,3 +138,26 @@ def test_the_cuda_generator_state_is_the_training_gpus_own() -> None:
     assert cuda_rng_state(every_gpu, torch.device("cuda", 5)) is None
     assert cuda_rng_state(None, torch.device("cuda", 0)) is None
     assert RngStates().state_dict()["cuda"] is None  # a CPU run saves none
+
+
+def test_a_deferred_nan_check_stops_one_step_later_before_any_checkpoint(make_config, tmp_path: Path) -> None:
+    # on a GPU, nan_policy=stop reads each step's verdict at the next step (no host sync per step); forced here
+    datamodule, task = build(make_config("model=mlp", "model.hidden_sizes=[16]", "data.source=sample"))
+    last = LastCheckpoint(tmp_path, every_n_train_steps=1)
+    trainer = Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=10,
+        limit_val_batches=0,
+        callbacks=[NaNInputAtStep(5), FiniteLoss("stop", deferred=True), last],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    with pytest.raises(
+        DivergedError, match=r"became nan at step 5 \(epoch 0\); the last finite loss was .* at step 4"
+    ):
+        trainer.fit(task, datamodule=datamodule)
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == 5  # the save after the non-finite step read its verdict and never happened

@@ -14,6 +14,7 @@ import random
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -168,51 +169,56 @@ class DivergedError(FloatingPointError):
     """The training loss became NaN or infinite (a sweep records the job as `diverged`)."""
 
 
+@dataclass
+class _Verdict:
+    """Whether one step's loss was finite on every process, on its way to the host."""
+
+    step: int
+    epoch: int
+    loss: torch.Tensor  # as the task logged it (unscaled), on the device
+    finite: (
+        torch.Tensor
+    )  # on the host once `copied` has completed: the number of processes with a finite loss
+    copied: torch.cuda.Event | None
+
+
 class FiniteLoss(Callback):
     """Stops the run at the first non-finite training loss (`policy="stop"`), or skips that update ("skip").
 
-    The loss is checked before the backward pass, so with "stop" the weights are those of the last finite
-    step and no checkpoint of a diverged model is written. Checking costs one device-to-host sync per step,
-    as AMP's gradient scaler does. "skip" drops the optimizer step (all gradients set to None, so Adam's
-    moments do not move either); with gradient accumulation that drops the whole accumulated batch.
+    "skip" checks each loss before its backward pass and drops the optimizer step (all gradients set to None,
+    so Adam's moments do not move either); with gradient accumulation that drops the whole accumulated batch.
+    Deciding before the update costs a device-to-host sync per step, as AMP's gradient scaler does.
+
+    "stop" on a CPU checks before the backward pass too, so the weights stay those of the last finite step. On a
+    GPU that sync would keep the host from queueing a step while the GPU runs the one before (the whole
+    overhead of Lightning's loop then adds to every step), so there each step's verdict is copied to the host
+    asynchronously and read at the next step (`deferred`): the run stops one step later, after one update with
+    non-finite gradients, and before any checkpoint is written (a save reads the pending verdict first), so no
+    checkpoint holds a diverged model. Under DDP every process reads the same verdict (an all-reduce on the
+    device), or the others would wait for a stopped one. The losses reported are the ones the task logged
+    (16-mixed's gradient scaling and the accumulation taken out).
     """
 
-    def __init__(self, policy: str = "stop") -> None:
+    def __init__(self, policy: str = "stop", deferred: bool | None = None) -> None:
         if policy not in NAN_POLICIES:
             raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {policy!r}")
         self.policy = policy
+        self.deferred = deferred  # None: on CUDA devices with policy "stop"
+        self.pending: _Verdict | None = None
         self.last_finite: tuple[int, torch.Tensor] | None = None
         self.skip_update = False
         self.skipped = 0
 
     def on_before_backward(self, trainer: Trainer, pl_module: LightningModule, loss: torch.Tensor) -> None:
-        # all processes take the same decision, or the others would wait for a stopped one in all-reduce
-        if trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True):
-            self.last_finite = (trainer.global_step, loss.detach())
-            return
-        # the loss Lightning back-propagates is divided by the accumulation; report the one the task logged
-        scale = trainer.accumulate_grad_batches
-        last = (
-            f"the last finite loss was {float(self.last_finite[1]) * scale:.6g} at step {self.last_finite[0]}"
-            if self.last_finite is not None
-            else "no finite loss was seen in this run"
+        verdict = self._verdict(trainer, loss.detach())
+        deferred = self.policy == "stop" and (
+            self.deferred if self.deferred is not None else loss.device.type == "cuda"
         )
-        where = f"step {trainer.global_step} (epoch {trainer.current_epoch})"
-        if self.policy == "stop":
-            raise DivergedError(
-                f"the training loss became {float(loss.detach()) * scale} at {where}; {last}. The weights are left as "
-                "they were after the last finite step. Try a lower learning rate, gradient clipping "
-                "(regularization=[grad_clip]), or nan_policy=skip to skip such steps."
-            )
-        self.skip_update = True
-        self.skipped += 1
-        log.warning(
-            "non-finite loss %s at %s: update skipped (%d so far); %s",
-            float(loss.detach()),
-            where,
-            self.skipped,
-            last,
-        )
+        if deferred:
+            self._settle(trainer)
+            self.pending = verdict
+        else:
+            self._judge(trainer, verdict)
 
     def on_before_optimizer_step(
         self, trainer: Trainer, pl_module: LightningModule, optimizer: Optimizer
@@ -220,6 +226,73 @@ class FiniteLoss(Callback):
         if self.skip_update:
             optimizer.zero_grad(set_to_none=True)  # optimizers step only parameters that have a gradient
             self.skip_update = False
+
+    # a pending verdict is read before anything that would show or keep a diverged model
+    def on_save_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self._settle(trainer)
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._settle(trainer)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._settle(trainer)
+
+    def _verdict(self, trainer: Trainer, loss: torch.Tensor) -> _Verdict:
+        # the loss Lightning back-propagates is divided by the accumulation and, under 16-mixed, multiplied by
+        # the gradient scaler's factor; undo both, on the device, so that messages show what the task logged
+        logged = loss.float() * trainer.accumulate_grad_batches
+        scaler = getattr(trainer.precision_plugin, "scaler", None)
+        if scaler is not None and getattr(scaler, "_scale", None) is not None:
+            logged = logged / scaler._scale
+        finite = torch.isfinite(loss).to(torch.int32)
+        if trainer.world_size > 1:  # not strategy.reduce: Lightning's puts a blocking barrier before it
+            torch.distributed.all_reduce(finite)
+        copied = None
+        if finite.device.type == "cuda":
+            finite = finite.to("cpu", non_blocking=True)  # into pinned memory, without waiting
+            copied = torch.cuda.Event()
+            copied.record()
+        return _Verdict(trainer.global_step, trainer.current_epoch, logged, finite, copied)
+
+    def _settle(self, trainer: Trainer) -> None:
+        verdict, self.pending = self.pending, None
+        if verdict is not None:
+            self._judge(trainer, verdict)
+
+    def _judge(self, trainer: Trainer, verdict: _Verdict) -> None:
+        if verdict.copied is not None:
+            verdict.copied.synchronize()  # waits for that step's loss only, not for the work queued after it
+        if int(verdict.finite) == trainer.world_size:
+            self.last_finite = (verdict.step, verdict.loss)
+            return
+        last = (
+            f"the last finite loss was {float(self.last_finite[1]):.6g} at step {self.last_finite[0]}"
+            if self.last_finite is not None
+            else "no finite loss was seen in this run"
+        )
+        where = f"step {verdict.step} (epoch {verdict.epoch})"
+        if self.policy == "stop":
+            weights = (
+                "The weights are left as they were after the last finite step."
+                if verdict.step == trainer.global_step
+                else "The checkpoints hold weights from before it."
+            )
+            raise DivergedError(
+                f"the training loss became {float(verdict.loss)} at {where}; {last}. {weights} Try a lower "
+                "learning rate, gradient clipping (regularization=[grad_clip]), or nan_policy=skip to skip such "
+                "steps."
+            )
+        self.skip_update = True
+        self.skipped += 1
+        log.warning(
+            "non-finite loss %s at %s: update skipped (%d so far); %s",
+            float(verdict.loss),
+            where,
+            self.skipped,
+            last,
+        )
 
 
 class LastCheckpoint(Callback):
