@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from functools import partial
 from pathlib import Path
@@ -17,6 +18,8 @@ from torch import nn
 from classicnets.data.batches import _channel_tensors, normalize
 from classicnets.run.build import build
 from classicnets.run.callbacks import DivergedError, FiniteLoss, LastCheckpoint, RngStates, cuda_rng_state
+from classicnets.run.hardware import choose_precision, cpu_capabilities
+from classicnets.run.hardware import configure as configure_hardware
 from classicnets.run.pipeline import train
 from classicnets.tasks import ClassificationTask
 from classicnets.tasks.base import WeightedMean
@@ -161,3 +164,50 @@ def test_a_deferred_nan_check_stops_one_step_later_before_any_checkpoint(make_co
         trainer.fit(task, datamodule=datamodule)
     saved = torch.load(tmp_path / "last.ckpt", weights_only=True)
     assert saved["global_step"] == 5  # the save after the non-finite step read its verdict and never happened
+
+
+@pytest.mark.parametrize(
+    ("device", "cpu_features", "capability", "expected"),
+    [
+        ("cpu", {"avx2": True, "avx512_bf16": True, "amx_bf16": False}, None, "bf16-mixed"),  # this machine
+        ("cpu", {"avx2": True, "amx_bf16": True}, None, "bf16-mixed"),  # Sapphire Rapids
+        (
+            "cpu",
+            {"avx2": True, "avx512_f": True, "avx512_bf16": False},
+            None,
+            "32-true",
+        ),  # bench/README's host
+        ("cpu", {}, None, "32-true"),  # nothing known
+        ("cuda", {}, (9, 0), "bf16-mixed"),  # H100, H200
+        ("cuda", {}, (8, 0), "bf16-mixed"),  # A100
+        ("cuda", {}, (7, 5), "32-true"),  # T4: bf16 only emulated
+        ("mps", {}, None, "32-true"),
+    ],
+)
+def test_precision_auto_picks_bf16_where_the_hardware_has_it(
+    device: str, cpu_features: dict, capability: tuple[int, int] | None, expected: str
+) -> None:
+    precision, reason = choose_precision(device, cpu_features, capability)
+    assert precision == expected and reason
+
+
+def test_precision_auto_asks_this_machine_and_an_explicit_value_wins(make_config, caplog) -> None:
+    cfg = make_config()
+    with caplog.at_level(logging.INFO, logger="classicnets.run.hardware"):
+        configure_hardware(cfg)
+    expected, _ = choose_precision("cpu", cpu_capabilities())
+    assert cfg.trainer.precision == expected
+    assert f"trainer.precision=auto chose {expected}: " in caplog.text
+    assert cfg.trainer.benchmark is True  # cuDNN's autotuner (no-op on a CPU) unless deterministic
+    explicit = make_config("trainer.precision=16-mixed", "trainer.deterministic=true")
+    configure_hardware(explicit)
+    assert explicit.trainer.precision == "16-mixed" and explicit.trainer.benchmark is False
+
+
+def test_cpu_features_come_from_torch_or_the_kernel() -> None:
+    features = cpu_capabilities()
+    if Path("/proc/cpuinfo").is_file() or hasattr(torch.cpu, "get_capabilities"):
+        assert features, "neither torch nor /proc/cpuinfo told the CPU's features"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file() and "avx512_bf16" in cpuinfo.read_text():
+        assert features.get("avx512_bf16")

@@ -21,6 +21,7 @@ def run(bench: Bench) -> Record:
         "experiment=resnet20_cifar10",
         "data.augment=false",
         f"trainer.accelerator={bench.accelerator}",
+        "trainer.precision=32-true",  # the bf16 contenders override it
     ]
     batches = bench.batches(8)
     # bf16 without native support (AVX2 CPUs) is 10-20x slower: one batch says so, 8 would take minutes

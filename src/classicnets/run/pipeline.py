@@ -25,6 +25,7 @@ from classicnets.run.callbacks import (
 from classicnets.run.checkpoints import load_checkpoint, saved_config
 from classicnets.run.devices import skip_futile_nvml_probe
 from classicnets.run.files import last_checkpoint, write_metrics
+from classicnets.run.hardware import configure as configure_hardware
 from classicnets.run.output_dir import check_output_dir
 from classicnets.run.resume import checkpoint_to_resume, report_interrupted
 from classicnets.run.status import write_status
@@ -38,6 +39,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     skip_futile_nvml_probe()
     output_dir = Path(cfg.paths.output_dir)
     seed_everything(cfg.seed, workers=True)
+    configure_hardware(cfg)  # trainer.precision=auto, cuDNN's autotuner, TF32
     ckpt_path = checkpoint_to_resume(cfg)
     datamodule, task = build(cfg)
     check_output_dir(output_dir, sum(p.numel() * p.element_size() for p in task.parameters()))
@@ -79,6 +81,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     run.task = OmegaConf.merge(run.task, cfg.get("task") or {})
     datamodule, task = build(run, checkpoint)
     task.load_state_dict(checkpoint["state_dict"])
+    configure_hardware(cfg)
     trainer = make_trainer(cfg, [])
     trainer.test(task, datamodule=datamodule)
     metrics = final_metrics(trainer.callback_metrics)
