@@ -14,16 +14,24 @@ from hydra.utils import instantiate
 from lightning.pytorch import Trainer
 from omegaconf import open_dict
 from torch import nn
+from torch.utils.data import BatchSampler
 
-from classicnets.data.batches import _channel_tensors, normalize
+from classicnets.data.batches import _channel_tensors, normalize, random_crop, random_hflip
+from classicnets.data.loading import InMemoryLoader, Placement
+from classicnets.data.sampling import EpochSampler
+from classicnets.data.text.batching import BucketBatchSampler
+from classicnets.errors import ConfigError
+from classicnets.models import RecurrentClassifier, Seq2Seq
 from classicnets.run.build import build
 from classicnets.run.callbacks import DivergedError, FiniteLoss, LastCheckpoint, RngStates, cuda_rng_state
+from classicnets.run.checkpoints import network_weights
 from classicnets.run.hardware import choose_precision, cpu_capabilities
 from classicnets.run.hardware import configure as configure_hardware
 from classicnets.run.pipeline import train
 from classicnets.tasks import ClassificationTask
 from classicnets.tasks.base import WeightedMean
-from tests.conftest import CONF_DIR, compose_config
+from classicnets.tasks.classification import augmented_logits
+from tests.conftest import CONF_DIR, FAST, compose_config
 from tests.signals_at_step import NaNInputAtStep
 
 MODELS = sorted(path.stem for path in (CONF_DIR / "model").glob("*.yaml") if path.stem != "custom")
@@ -164,6 +172,7 @@ def test_a_deferred_nan_check_stops_one_step_later_before_any_checkpoint(make_co
         trainer.fit(task, datamodule=datamodule)
     saved = torch.load(tmp_path / "last.ckpt", weights_only=True)
     assert saved["global_step"] == 5  # the save after the non-finite step read its verdict and never happened
+    assert all(torch.isfinite(t).all() for t in network_weights(saved).values())
 
 
 @pytest.mark.parametrize(
@@ -211,3 +220,147 @@ def test_cpu_features_come_from_torch_or_the_kernel() -> None:
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file() and "avx512_bf16" in cpuinfo.read_text():
         assert features.get("avx512_bf16")
+
+
+# ---------------------------------------------------------------- data.placement: where the data sit
+
+TINY = (
+    "model=mlp",
+    "model.hidden_sizes=[32]",
+    "regularization=[dropout,augment]",
+    "data.source=sample",
+    "data.batch_size=32",
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=5",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "trainer.deterministic=true",
+    "trainer.precision=32-true",
+)
+
+
+def test_placement_device_trains_exactly_like_host_on_a_cpu(tmp_path: Path) -> None:
+    # the same order, batches, augmentation and weights wherever the data sit (on a CPU, the same memory)
+    weights = {}
+    for placement in ("host", "device"):
+        train(compose_config(tmp_path / placement, *FAST, *TINY, f"data.placement={placement}"))
+        weights[placement] = network_weights(
+            torch.load(tmp_path / placement / "checkpoints" / "last.ckpt", weights_only=True)
+        )
+    assert weights["host"].keys() == weights["device"].keys()
+    assert all(torch.equal(weights["host"][key], weights["device"][key]) for key in weights["host"])
+
+
+def _sample_data(make_config, *overrides: str):
+    datamodule = instantiate(make_config(*overrides).data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    return datamodule
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("data=mnist", "data.source=sample"),
+        ("data=imdb", "data.source=sample", "model=lstm"),
+        ("data=imdb", "data.source=sample", "model=lstm", "data.bucketing=false"),
+        ("experiment=seq2seq_bahdanau", "data.num_train=100", "data.num_val=10", "data.num_test=10"),
+    ],
+    ids=["images", "text", "text-unbucketed", "pairs"],
+)
+def test_batches_are_gathered_where_the_data_sit(make_config, overrides: tuple[str, ...]) -> None:
+    # on the "meta" device every tensor is shape only: a gather that read a value of the device's data on the
+    # host (a sync on a GPU) fails there. The source lengths of sentence pairs are the one tensor kept on the host.
+    datamodule = _sample_data(make_config, *overrides)
+    data = datamodule.splits["train"]
+    for shuffle in (True, False):
+        order = EpochSampler(len(data), seed=0, shuffle=shuffle)
+        batches = BatchSampler(order, 16, drop_last=False)
+        if hasattr(data, "lengths"):
+            batches = BucketBatchSampler(
+                order, 16, lengths=data.lengths, bucket_batches=2 if shuffle else None
+            )
+        on_host = list(InMemoryLoader(data, batches, device=None))
+        on_meta = list(InMemoryLoader(data.to(torch.device("meta")), batches, device=torch.device("meta")))
+        assert len(on_host) == len(on_meta) == len(batches)
+        kept_on_host = {1} if hasattr(data, "source_lengths") else set()  # (source, lengths, target)
+        for host_batch, meta_batch in zip(on_host, on_meta, strict=True):
+            for position, (host, meta) in enumerate(zip(host_batch, meta_batch, strict=True)):
+                assert host.shape == meta.shape and host.dtype == meta.dtype
+                assert meta.device.type == ("cpu" if position in kept_on_host else "meta")
+
+
+def test_placement_decides_by_the_training_device() -> None:
+    cpu = torch.device("cpu")
+    assert Placement("auto").device_for(10**9, cpu) == cpu  # a CPU: host and device are the same memory
+    assert Placement("auto").device_for(10**9, None) == cpu  # no trainer: host
+    assert Placement("host").device_for(10, torch.device("meta")) == cpu
+    assert Placement("device").device_for(10**12, torch.device("meta")) == torch.device("meta")
+    with pytest.raises(ConfigError, match=r"data.placement='gpu': choose one of auto, host, device"):
+        Placement("gpu")
+
+
+# ---------------------------------------------------------------- tensors made on the right device
+
+DEFAULT_DEVICE_TRAP = torch.device("meta")  # no values: a tensor made here and used with real ones fails
+
+
+def _inputs(model: nn.Module) -> tuple[torch.Tensor, ...]:
+    torch.manual_seed(0)
+    if isinstance(model, Seq2Seq):
+        source = torch.randint(4, SIZES["source_vocab_size"], (6, 9))
+        lengths = torch.tensor([9, 3, 5, 1, 9, 7])
+        source[torch.arange(9) >= lengths[:, None]] = 0
+        return source, lengths, torch.randint(4, SIZES["target_vocab_size"], (6, 5))
+    if isinstance(model, RecurrentClassifier) and model.embedding is not None:
+        ids = torch.randint(1, SIZES["vocab_size"], (4, 11))
+        ids[1, 6:] = 0  # padding
+        return (ids,)
+    return (torch.randn(4, SIZES["channels"], SIZES["image_size"], SIZES["image_size"]),)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_models_make_their_tensors_on_the_inputs_device(name: str, tmp_path: Path) -> None:
+    # With torch's default device set to "meta", a tensor made without device= is a meta tensor and fails when it
+    # meets the real inputs: on a GPU it would be a CPU tensor meeting CUDA ones (the default device is the CPU)
+    model = _model(name, tmp_path)
+    inputs = _inputs(model)
+    with DEFAULT_DEVICE_TRAP:
+        if isinstance(model, Seq2Seq):
+            source, lengths, target = inputs
+            logits, _ = model(source, lengths, target)
+            logits.sum().backward()
+            model.teacher_forcing_ratio = 0.5  # draws which steps see their own predictions
+            model(source, lengths, target)
+            model.eval()
+            for beam_width in (1, 3):
+                for check_every in (1, 4):
+                    model.generate(source, lengths, beam_width=beam_width, check_every=check_every)
+        else:
+            model(*inputs).sum().backward()
+            model.eval()
+            if inputs[0].is_floating_point():
+                augmented_logits(model, inputs[0], flip=True, shift=1)
+
+
+def test_rnn_on_image_rows_and_batch_transforms_make_their_tensors_on_the_inputs_device() -> None:
+    images = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+    model = RecurrentClassifier(num_classes=10, channels=1, image_size=28, bidirectional=True, pooling="mean")
+    with DEFAULT_DEVICE_TRAP:
+        augmented = random_hflip(random_crop(images, 2))
+        model(normalize(augmented, (0.1,), (0.3,))).sum().backward()
+
+
+def test_decoding_less_often_asked_whether_it_is_done_gives_the_same_outputs() -> None:
+    # on a GPU, generate() asks whether every sequence has ended every 8 tokens (each ask waits for the device)
+    torch.manual_seed(0)
+    model = Seq2Seq(SIZES["source_vocab_size"], SIZES["target_vocab_size"], max_output_length=15).eval()
+    with torch.no_grad():
+        model.decoder.output.bias[model.eos_index] += 3.0  # sequences end at different steps
+    source, lengths, _ = _inputs(model)
+    for beam_width in (1, 3):
+        every = model.generate(source, lengths, beam_width=beam_width, check_every=1)
+        sometimes = model.generate(source, lengths, beam_width=beam_width, check_every=8)
+        assert every.tokens.shape[1] < 16  # they did end early
+        assert torch.equal(every.tokens, sometimes.tokens) and torch.equal(every.scores, sometimes.scores)
+        assert torch.equal(every.attention, sometimes.attention)

@@ -11,7 +11,8 @@ from torch.utils.data import Dataset
 
 
 class TensorBatches(Dataset):
-    """In-memory tensors served a batch at a time: the DataLoader calls `__getitems__` with all indices."""
+    """In-memory tensors served a batch at a time: `gather` (`loading.InMemoryLoader`) or a DataLoader's
+    `__getitems__` index all of them with a batch's indices at once."""
 
     def __init__(self, *tensors: torch.Tensor) -> None:
         if len({len(t) for t in tensors}) != 1:
@@ -27,6 +28,20 @@ class TensorBatches(Dataset):
     def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, ...]:
         index = torch.as_tensor(indices)
         return tuple(t[index] for t in self.tensors)
+
+    def gather(self, index: torch.Tensor, host_index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(t[index] for t in self.tensors)
+
+    def to(self, device: torch.device) -> TensorBatches:
+        return TensorBatches(*(t.to(device) for t in self.tensors))
+
+    @property
+    def device(self) -> torch.device:
+        return self.tensors[0].device
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in self.tensors)
 
 
 def keep_batch(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from classicnets.data.batches import TensorBatches
 from classicnets.data.errors import CorruptDatasetError, DatasetNotFoundError
+from classicnets.data.loading import InMemoryLoader
 from classicnets.data.vision import InMemoryImageDataModule
 
 log = logging.getLogger(__name__)
@@ -144,9 +145,18 @@ class ImageFolderDataModule(InMemoryImageDataModule):
         cache_dir: str | Path | None = None,
         in_memory_limit_gb: float = 4.0,
         num_workers: int = 4,
+        placement: str = "auto",
     ) -> None:
         super().__init__(
-            train_dir, batch_size, eval_batch_size, val_fraction, augment, crop_padding, hflip, seed
+            train_dir,
+            batch_size,
+            eval_batch_size,
+            val_fraction,
+            augment,
+            crop_padding,
+            hflip,
+            seed,
+            placement,
         )
         if channels not in (1, 3):
             raise ValueError(f"data.channels must be 1 (grey) or 3 (RGB), got {channels}")
@@ -181,6 +191,12 @@ class ImageFolderDataModule(InMemoryImageDataModule):
         self._decide_size(files[0])
         decoded_gb = len(files) * self.channels * self.image_size**2 / 1e9
         self.streaming = decoded_gb > self.in_memory_limit_gb
+        if self.streaming and self.placement.placement == "device":
+            raise ValueError(
+                f"data.placement=device: the decoded images of {self.train_dir} ({decoded_gb:.1f} GB) exceed "
+                f"data.in_memory_limit_gb={self.in_memory_limit_gb}, so they would stream from disk, not sit on the "
+                "device: raise the limit if the memory is there, or use data.placement=auto"
+            )
         if self.streaming:
             log.warning(
                 "%s: the decoded images (%.1f GB) exceed data.in_memory_limit_gb=%s, so they stream from disk "
@@ -327,7 +343,7 @@ class ImageFolderDataModule(InMemoryImageDataModule):
         mean, std = channel_stats(images)
         return tuple(mean), tuple(std)
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader | InMemoryLoader:
         if not self.streaming:
             return super()._loader(split, batch_size, shuffle)
         return DataLoader(

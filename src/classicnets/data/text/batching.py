@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Sequence
 from itertools import accumulate
 
 import torch
-from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import BatchSampler, Dataset, Sampler
 
 from classicnets.data.text.vocab import PAD_INDEX
 
 
 class TokenSequences(Dataset):
-    """Variable-length id sequences stored as one flat tensor with offsets, each with an int64 label."""
+    """Variable-length id sequences stored as one flat tensor with offsets, each with an int64 label.
+
+    `gather` pads a batch with `PAD_INDEX` to its own longest sequence (N×T) with tensor ops on the device the
+    data sit on; the lengths stay on the host as well, so the host knows T without asking the device.
+    """
 
     def __init__(self, sequences: Sequence[Sequence[int]], labels: Sequence[int]) -> None:
         if len(sequences) != len(labels):
@@ -22,6 +26,8 @@ class TokenSequences(Dataset):
         self.offsets = [0, *accumulate(self.lengths)]
         self.ids = torch.tensor([i for ids in sequences for i in ids], dtype=torch.long)
         self.labels = torch.tensor(labels, dtype=torch.long)
+        self.starts = torch.tensor(self.offsets[:-1], dtype=torch.long)
+        self.length_tensor = torch.tensor(self.lengths, dtype=torch.long)
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -29,11 +35,26 @@ class TokenSequences(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.ids[self.offsets[index] : self.offsets[index + 1]], self.labels[index]
 
+    def gather(self, index: torch.Tensor, host_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        longest = max(self.lengths[i] for i in host_index.tolist())
+        steps = torch.arange(longest, device=self.ids.device)
+        positions = (self.starts[index, None] + steps).clamp_(max=len(self.ids) - 1)
+        padding = steps >= self.length_tensor[index, None]
+        return self.ids[positions].masked_fill_(padding, PAD_INDEX), self.labels[index]
 
-def pad_batch(batch: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Collate: ids padded with `PAD_INDEX` to the longest sequence of this batch (N×T), labels stacked."""
-    ids, labels = zip(*batch, strict=True)
-    return pad_sequence(list(ids), batch_first=True, padding_value=PAD_INDEX), torch.stack(labels)
+    def to(self, device: torch.device) -> TokenSequences:
+        moved = copy.copy(self)  # the host lists are shared
+        for name in ("ids", "labels", "starts", "length_tensor"):
+            setattr(moved, name, getattr(self, name).to(device))
+        return moved
+
+    @property
+    def device(self) -> torch.device:
+        return self.ids.device
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in (self.ids, self.labels, self.starts, self.length_tensor))
 
 
 class BucketBatchSampler(BatchSampler):
@@ -43,8 +64,7 @@ class BucketBatchSampler(BatchSampler):
     cut into batches, so neighbours in a batch are about as long as each other. `bucket_batches=None` sorts
     the whole split (for evaluation, where order does not matter).
 
-    It subclasses `BatchSampler` and takes the index sampler as `sampler` so that Lightning can swap in a
-    `DistributedSampler` under DDP: each process then buckets its own shard, reshuffled by `set_epoch`.
+    Under DDP the index sampler (`sampling.EpochSampler`) hands each process its shard, which it buckets.
     """
 
     def __init__(
