@@ -125,10 +125,12 @@ class Bench:
         cpu_clock: bool,
         workdir: Path,
         accelerator: str = "cpu",
+        compile: bool = False,
     ) -> None:
         self.data_dir = data_dir
         self.accelerator = accelerator
         self.device = torch.device("cuda" if accelerator == "gpu" else "cpu")
+        self.compile = compile
         self.cpu_clock = cpu_clock
         self.speed_unit = "images per CPU-second" if cpu_clock else "images/s"
         self.scale = scale
@@ -192,14 +194,22 @@ class Bench:
         )
 
     def plain(
-        self, overrides: list[str], batches: int, bf16: bool = False, channels_last: bool = False
+        self,
+        overrides: list[str],
+        batches: int,
+        bf16: bool = False,
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> float:
-        """Samples/s of the plain loop on the same tensors, model and optimizer; after one warm-up pass."""
+        """Samples/s of the plain loop on the same tensors, model and optimizer; after one warm-up pass. The
+        tensors sit on the training device, as `data.placement=device` keeps them (on a CPU, the same memory)."""
         torch.manual_seed(0)
         datamodule, task = build(self.config(overrides))
-        images, labels = datamodule.splits["train"].tensors
+        images, labels = (tensor.to(self.device) for tensor in datamodule.splits["train"].tensors)
         net = task.net.to(self.device)
         net = net.to(memory_format=torch.channels_last) if channels_last else net
+        if compile:
+            net.compile()
         optimizer = task.optimizer_factory(params=net.parameters())
         args = (net, optimizer, images, labels, datamodule.batch_size, datamodule.mean, datamodule.std)
         options = {"max_batches": batches, "bf16": bf16, "channels_last": channels_last}

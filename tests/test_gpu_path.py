@@ -364,3 +364,23 @@ def test_decoding_less_often_asked_whether_it_is_done_gives_the_same_outputs() -
         assert every.tokens.shape[1] < 16  # they did end early
         assert torch.equal(every.tokens, sometimes.tokens) and torch.equal(every.scores, sometimes.scores)
         assert torch.equal(every.attention, sometimes.attention)
+
+
+# ---------------------------------------------------------------- compile=true
+
+
+def test_compile_switch_compiles_the_network_in_place(make_config) -> None:
+    _, plain = build(make_config("data.source=sample"))
+    _, compiled = build(make_config("data.source=sample", "compile=true", "compile_mode=reduce-overhead"))
+    assert compiled.net._compiled_call_impl is not None and plain.net._compiled_call_impl is None
+    assert compiled.state_dict().keys() == plain.state_dict().keys()  # checkpoints look the same
+
+
+@pytest.mark.slow
+def test_a_compiled_network_trains_checkpoints_and_predicts(make_config, tmp_path: Path) -> None:
+    metrics = train(make_config(*TINY, "compile=true", "trainer.max_epochs=1"))
+    assert math.isfinite(metrics["test/loss"])
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert not any(
+        "_orig_mod" in key for key in checkpoint["state_dict"]
+    )  # eval and predict load it as usual

@@ -25,6 +25,7 @@ def run(bench: Bench) -> list[Record]:
             f"data.batch_size={batch_size}",
             f"trainer.accelerator={bench.accelerator}",
             "trainer.precision=32-true",  # the plain loop's arithmetic
+            "data.placement=device",  # the plain loop's tensors sit on the device too (a CPU: the same memory)
         ]
         runs = alternate(
             {
