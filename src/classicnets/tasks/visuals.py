@@ -60,7 +60,10 @@ def log_examples(
 
         # float32: images kept from a bf16-true run are bf16, which numpy (and so TensorBoard) cannot take
         grid = make_grid(
-            torch.stack([inputs for inputs, _, _ in examples]).float(), nrow=8, normalize=True, scale_each=True
+            torch.stack([inputs for inputs, _, _ in examples]).float(),
+            nrow=8,
+            normalize=True,
+            scale_each=True,
         )
         writer.add_image(tag, grid, step)
 
