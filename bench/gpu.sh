@@ -44,8 +44,8 @@ prepare_kit() {
         exit 2
     }
     mkdir -p "$KIT/wheels" "$KIT/fashion-mnist"
-    cp "$shared/prepare.py" "$shared/cifar10-jpeg.tar.gz" "$KIT/"
-    cp "$shared"/fashion-mnist/*.gz "$KIT/fashion-mnist/"
+    cp -f "$shared/prepare.py" "$shared/cifar10-jpeg.tar.gz" "$KIT/"
+    cp -f "$shared"/fashion-mnist/*.gz "$KIT/fashion-mnist/"
     local versions
     versions=$("$PY" -c 'from importlib.metadata import version as v
 print(" ".join(f"{p}=={v(p)}" for p in ("hydra-core", "omegaconf", "antlr4-python3-runtime")))') || exit 1
