@@ -121,7 +121,7 @@ def _tiny_bench_data(root: Path) -> Path:
             "data": rng.integers(0, 256, (60, 3072), dtype=np.uint8),
             "labels": rng.integers(0, 10, 60).tolist(),
         }
-        (batches / name).write_bytes(pickle.dumps(batch, protocol=2))
+        (batches / name).write_bytes(pickle.dumps(batch, protocol=4))
     return root
 
 

@@ -122,7 +122,7 @@ def test_ddp_shards_cover_the_epoch_and_each_process_resumes_mid_epoch() -> None
         return InMemoryLoader(data, BatchSampler(order, 10, drop_last=False), device=None)
 
     def epoch(shard: InMemoryLoader, number: int) -> list[int]:
-        shard.sampler.set_epoch(number)
+        shard.order.set_epoch(number)
         return [int(i) for (batch,) in shard for i in batch]
 
     shards = [epoch(loader(rank), 2) for rank in (0, 1)]
@@ -134,13 +134,13 @@ def test_ddp_shards_cover_the_epoch_and_each_process_resumes_mid_epoch() -> None
 
     # the position is the same on every process (equal shards), so rank 0's checkpoint serves them all
     interrupted = loader(1)
-    interrupted.sampler.set_epoch(2)
+    interrupted.order.set_epoch(2)
     seen = [int(i) for (batch,) in islice(interrupted, 3) for i in batch]
     state = interrupted.state_dict()
     assert state == {"epoch": 2, "batches": 3, "seed": 3, "world_size": 2}
     resumed = loader(1)
     resumed.load_state_dict(state)
-    resumed.sampler.set_epoch(2)  # Lightning calls it again after the restore: the position must survive
+    resumed.order.set_epoch(2)  # Lightning calls it again after the restore: the position must survive
     assert seen + [int(i) for (batch,) in resumed for i in batch] == shards[1]
     assert epoch(resumed, 3) == epoch(loader(1), 3)  # the next epoch starts from its beginning
     with pytest.raises(ValueError, match="by a run of 2 process"):
@@ -217,6 +217,34 @@ def test_ddp_killed_mid_epoch_resumes_each_process_where_it_stopped(tmp_path: Pa
     assert resumed["global_step"] == expected["global_step"] == 12
     for name, tensor in expected["state_dict"].items():
         assert torch.equal(resumed["state_dict"][name], tensor), name
+
+
+@pytest.mark.slow
+def test_under_ddp_the_checkpoint_clock_is_read_every_50_steps(tmp_path: Path) -> None:
+    # reading rank 0's clock is a broadcast, which waits for every rank's step: once in 50 steps, not every step.
+    # With a 0-minute interval every reading says "due", so the saves show when the clock was read.
+    process = _start(
+        "trainer=ddp_cpu",
+        "model=mlp",
+        "model.hidden_sizes=[16]",
+        "data.source=sample",
+        "data.batch_size=32",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=60",
+        "trainer.limit_val_batches=1",
+        "test=false",
+        "trainer.enable_progress_bar=false",
+        "callbacks.last_checkpoint.train_time_interval.minutes=0",
+        "callbacks.model_checkpoint=null",
+        "+callbacks.saves._target_=tests.signals_at_step.RecordSaves",
+        f"hydra.run.dir={tmp_path}",
+    )
+    code, output = _finish(process)
+    assert code == 0, output[-3000:]
+    assert json.loads((tmp_path / "saves.json").read_text()) == [
+        50,
+        60,
+    ]  # the clock at step 50; the epoch's end
 
 
 @pytest.mark.slow

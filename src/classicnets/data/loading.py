@@ -117,7 +117,9 @@ class InMemoryLoader:
     def __init__(self, data: Gatherable, batch_sampler: BatchSampler, device: torch.device | None) -> None:
         self.data = data
         self.batch_sampler = batch_sampler
-        self.sampler: EpochSampler = batch_sampler.sampler
+        self.order: EpochSampler = (
+            batch_sampler.sampler
+        )  # (not `sampler`: Lightning would take it for a DataLoader's)
         # a batch gathered in host memory for a GPU goes there from pinned memory, without stopping the host
         self.pin = data.device.type == "cpu" and device is not None and device.type == "cuda"
         self.done = 0
@@ -128,7 +130,7 @@ class InMemoryLoader:
 
     def __iter__(self) -> Iterator[Any]:
         restored, self._restored = self._restored, None
-        skip = restored[1] if restored is not None and restored[0] == self.sampler.epoch else 0
+        skip = restored[1] if restored is not None and restored[0] == self.order.epoch else 0
         self.done = skip
         for position, indices in enumerate(self.batch_sampler):
             if position < skip:
@@ -146,16 +148,16 @@ class InMemoryLoader:
 
     def state_dict(self) -> dict[str, int]:
         return {
-            "epoch": self.sampler.epoch,
+            "epoch": self.order.epoch,
             "batches": self.done,
-            "seed": self.sampler.seed,
-            "world_size": self.sampler.num_replicas,
+            "seed": self.order.seed,
+            "world_size": self.order.num_replicas,
         }
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         if not state:
             return
-        check_resumable(state, self.sampler.seed, self.sampler.num_replicas, position=state.get("batches", 0))
+        check_resumable(state, self.order.seed, self.order.num_replicas, position=state.get("batches", 0))
         self._restored = (state["epoch"], state.get("batches", 0))
 
 
