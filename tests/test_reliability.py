@@ -222,7 +222,7 @@ def test_ddp_killed_mid_epoch_resumes_each_process_where_it_stopped(tmp_path: Pa
 @pytest.mark.slow
 def test_under_ddp_the_checkpoint_clock_is_read_every_50_steps(tmp_path: Path) -> None:
     # reading rank 0's clock is a broadcast, which waits for every rank's step: once in 50 steps, not every step.
-    # With a 0-minute interval every reading says "due", so the saves show when the clock was read.
+    # With a 1-microsecond interval every reading says "due", so the saves show when the clock was read.
     process = _start(
         "trainer=ddp_cpu",
         "model=mlp",
@@ -235,7 +235,9 @@ def test_under_ddp_the_checkpoint_clock_is_read_every_50_steps(tmp_path: Path) -
         "test=false",
         "trainer.enable_progress_bar=false",
         "callbacks.last_checkpoint.train_time_interval.minutes=0",
+        "+callbacks.last_checkpoint.train_time_interval.microseconds=1",
         "callbacks.model_checkpoint=null",
+        "trainer.enable_checkpointing=false",  # no best-checkpoint saves: only LastCheckpoint's
         "+callbacks.saves._target_=tests.signals_at_step.RecordSaves",
         f"hydra.run.dir={tmp_path}",
     )
