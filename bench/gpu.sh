@@ -124,7 +124,7 @@ EOF
 unpack_data() { # the kit's data laid out by its prepare.py; CIFAR-10 (decoding 60,000 JPEGs) in the background
     local data=$1
     mkdir -p "$data"
-    "$PY" - "$KIT" "$data" fashion <<'EOF' || return 1
+    "$PY" - "$KIT" "$data" <<'EOF' 2>&1 | stamp | tee -a "$OUT/log.txt"
 import os, sys
 sys.path.insert(0, sys.argv[1])
 import prepare
@@ -134,6 +134,7 @@ prepare.idx_pair(source, os.path.join(data, "FashionMNIST", "raw"),
                  [(f, f[:-3]) for f in sorted(os.listdir(source)) if f.endswith(".gz")])
 print("Fashion-MNIST ready")
 EOF
+    ((PIPESTATUS[0] == 0)) || return 1
     (
         "$PY" - "$KIT" "$data" <<'EOF'
 import os, sys, time
