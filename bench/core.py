@@ -126,10 +126,12 @@ class Bench:
         cpu_clock: bool,
         workdir: Path,
         accelerator: str = "cpu",
+        compile: bool = False,
     ) -> None:
         self.data_dir = data_dir
         self.accelerator = accelerator
         self.device = torch.device("cuda" if accelerator == "gpu" else "cpu")
+        self.compile = compile
         self.cpu_clock = cpu_clock
         self.speed_unit = "images per CPU-second" if cpu_clock else "images/s"
         self.scale = scale
@@ -176,6 +178,7 @@ class Bench:
         datamodule, task = build(cfg)
         trainer = Trainer(
             accelerator=self.accelerator,
+            devices=1,  # Lightning's default takes every GPU: DDP children would re-run the whole bench
             max_epochs=2,
             limit_train_batches=batches,
             limit_val_batches=cfg.trainer.limit_val_batches,
@@ -192,14 +195,22 @@ class Bench:
         )
 
     def plain(
-        self, overrides: list[str], batches: int, bf16: bool = False, channels_last: bool = False
+        self,
+        overrides: list[str],
+        batches: int,
+        bf16: bool = False,
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> float:
-        """Samples/s of the plain loop on the same tensors, model and optimizer; after one warm-up pass."""
+        """Samples/s of the plain loop on the same tensors, model and optimizer; after one warm-up pass. The
+        tensors sit on the training device, as `data.placement=device` keeps them (on a CPU, the same memory)."""
         torch.manual_seed(0)
         datamodule, task = build(self.config(overrides))
-        images, labels = datamodule.splits["train"].tensors
+        images, labels = (tensor.to(self.device) for tensor in datamodule.splits["train"].tensors)
         net = task.net.to(self.device)
         net = net.to(memory_format=torch.channels_last) if channels_last else net
+        if compile:
+            net.compile()
         optimizer = task.optimizer_factory(params=net.parameters())
         args = (net, optimizer, images, labels, datamodule.batch_size, datamodule.mean, datamodule.std)
         options = {"max_batches": batches, "bf16": bf16, "channels_last": channels_last}
@@ -242,6 +253,7 @@ def whole_runs(bench: Bench, overrides: list[str], reps: int) -> tuple[DictConfi
         command = [
             sys.executable,
             "train.py",
+            "trainer.precision=32-true",  # the plain script's arithmetic (auto picks bf16 on bf16 hardware)
             *overrides,
             f"paths.data_dir={bench.data_dir}",
             f"hydra.run.dir={out}",

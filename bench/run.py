@@ -50,6 +50,11 @@ def main() -> None:
         default="cpu",
         help="where figures 1 and 5 train (both contenders); the other figures are CPU figures",
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="figure 5 also times both loops with torch.compile (minutes of compilation per contender on a CPU)",
+    )
     parser.add_argument("--figures", type=int, nargs="+", default=list(FIGURES), choices=tuple(FIGURES))
     parser.add_argument("--out", type=Path, default=BENCH, help="folder for results.json and results.md")
     args = parser.parse_args()
@@ -72,6 +77,7 @@ def main() -> None:
             args.clock == "cpu",
             Path(workdir),
             args.accelerator,
+            args.compile,
         )
         for number in args.figures:
             module = FIGURES[number]

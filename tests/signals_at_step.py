@@ -5,8 +5,10 @@ Sent at the start of a batch, after Lightning has saved any checkpoint due at th
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -72,3 +74,30 @@ class SignalledInSetup(MNISTDataModule):
     def setup(self, stage: str | None = None) -> None:
         os.kill(os.getpid(), self.signum)
         super().setup(stage)
+
+
+class SignalGroupAtStep(SignalAtStep):
+    """Sends `signum` to this process's whole process group, as a terminal's Ctrl-C does: under DDP every rank
+    gets it. Sent by rank 0 only (start the run in a session of its own)."""
+
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.global_step == self.step and trainer.is_global_zero:
+            os.killpg(os.getpgrp(), self.signum)
+
+
+class RecordSaves(Callback):
+    """Writes the global steps at which checkpoints were saved to `<default_root_dir>/saves.json` (rank 0)."""
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+
+    def on_save_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self.steps.append(trainer.global_step)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.is_global_zero:
+            (Path(trainer.default_root_dir) / "saves.json").write_text(json.dumps(self.steps))

@@ -7,9 +7,16 @@ from __future__ import annotations
 
 import ctypes
 import importlib.util
+import json
 import os
+import pickle
+import struct
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
 import torch
 from lightning.pytorch import Trainer
 
@@ -93,3 +100,70 @@ def test_cuda_availability_skips_the_nvml_probe_only_where_nvml_is_missing(monke
         has_nvml = False
     assert (os.environ.get(NVML_CUDA_CHECK) == "1") == has_nvml
     assert torch.cuda.is_available() == available_before
+
+
+def _tiny_bench_data(root: Path) -> Path:
+    """FashionMNIST/raw and cifar-10-batches-py in their real formats, a few hundred random images each."""
+    rng = np.random.default_rng(0)
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix, count in (("train", 300), ("t10k", 100)):
+        images = rng.integers(0, 256, (count, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, count, dtype=np.uint8)
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(
+            struct.pack(">IIII", 2051, count, 28, 28) + images.tobytes()
+        )
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, count) + labels.tobytes())
+    batches = root / "cifar-10-batches-py"
+    batches.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {
+            "data": rng.integers(0, 256, (60, 3072), dtype=np.uint8),
+            "labels": rng.integers(0, 10, 60).tolist(),
+        }
+        (batches / name).write_bytes(pickle.dumps(batch, protocol=4))
+    return root
+
+
+@pytest.mark.slow
+def test_the_gpu_runbook_rehearses_every_step_on_the_cpu(tmp_path: Path) -> None:
+    # every step of bench/gpu.sh at a tiny size, as `bash bench/gpu.sh --rehearse DATA_DIR OUT_DIR` runs it. The
+    # compile step goes through its switches with torch.compile turned off (TORCH_COMPILE_DISABLE): compiling
+    # ResNet-20 takes minutes on a CPU, and test_gpu_path.py compiles a network for real
+    data, out = _tiny_bench_data(tmp_path / "data"), tmp_path / "out"
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "GPU_WORK_DIR": str(tmp_path / "work"),
+        "TORCH_COMPILE_DISABLE": "1",
+        "PYTHONWARNINGS": "ignore",
+    }
+    result = subprocess.run(
+        ["bash", str(ROOT / "bench" / "gpu.sh"), "--rehearse", str(data), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    assert result.returncode == 0, (out / "summary.md").read_text() + result.stdout[-3000:]
+    summary = (out / "summary.md").read_text()
+    steps = (
+        "smoke",
+        "figure1",
+        "figure5",
+        "compile",
+        "resnet20_cifar10",
+        "vgg16_cifar10",
+        "resnet18_cifar10",
+        "alexnet_cifar10",
+    )
+    for step in steps:
+        assert f"| {step} | ok |" in summary, summary
+    assert {path.name for path in out.iterdir()} == {
+        "summary.md", "log.txt", "runs.jsonl", "figure1.json", "figure5.json", "compile.json"
+    }  # fmt: skip
+    runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert [run["run"] for run in runs] == list(steps[4:]) and all(
+        run["status"] == "completed" for run in runs
+    )
+    assert all(run["epochs"] == 1 and run["test_acc"] is not None for run in runs)

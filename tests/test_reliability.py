@@ -20,11 +20,13 @@ from pathlib import Path
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils.data import BatchSampler
 
 from classicnets.data import CorruptDatasetError, MNISTDataModule
 from classicnets.data.batches import TensorBatches, keep_batch
 from classicnets.data.idx import read_idx
-from classicnets.data.sampling import ResumableDataLoader
+from classicnets.data.loading import InMemoryLoader
+from classicnets.data.sampling import EpochSampler, ResumableDataLoader
 from classicnets.run.checkpoints import AtomicCheckpointIO, CheckpointError, load_checkpoint
 from classicnets.run.output_dir import OutputDirError, check_output_dir
 from classicnets.run.pipeline import evaluate, train
@@ -112,6 +114,40 @@ def test_training_order_is_a_function_of_seed_and_epoch_and_resumes_mid_epoch() 
     assert epoch(resumed, 3) == epoch(again, 3)  # the next epoch starts from its beginning
 
 
+def test_ddp_shards_cover_the_epoch_and_each_process_resumes_mid_epoch() -> None:
+    data = TensorBatches(torch.arange(101))
+
+    def loader(rank: int, world_size: int = 2) -> InMemoryLoader:
+        order = EpochSampler(len(data), seed=3, rank=rank, world_size=world_size)
+        return InMemoryLoader(data, BatchSampler(order, 10, drop_last=False), device=None)
+
+    def epoch(shard: InMemoryLoader, number: int) -> list[int]:
+        shard.order.set_epoch(number)
+        return [int(i) for (batch,) in shard for i in batch]
+
+    shards = [epoch(loader(rank), 2) for rank in (0, 1)]
+    assert (
+        len(shards[0]) == len(shards[1]) == 51
+    )  # padded to a multiple of the processes, as DistributedSampler
+    assert set(shards[0]) | set(shards[1]) == set(range(101))
+    assert shards[0] != epoch(loader(0), 3)
+
+    # the position is the same on every process (equal shards), so rank 0's checkpoint serves them all
+    interrupted = loader(1)
+    interrupted.order.set_epoch(2)
+    seen = [int(i) for (batch,) in islice(interrupted, 3) for i in batch]
+    state = interrupted.state_dict()
+    assert state == {"epoch": 2, "batches": 3, "seed": 3, "world_size": 2}
+    resumed = loader(1)
+    resumed.load_state_dict(state)
+    resumed.order.set_epoch(2)  # Lightning calls it again after the restore: the position must survive
+    assert seen + [int(i) for (batch,) in resumed for i in batch] == shards[1]
+    assert epoch(resumed, 3) == epoch(loader(1), 3)  # the next epoch starts from its beginning
+    with pytest.raises(ValueError, match="by a run of 2 process"):
+        loader(0, world_size=1).load_state_dict(state)  # other shards: refused, not silently replayed
+    loader(0, world_size=1).load_state_dict({**state, "batches": 0})  # at an epoch's end it is fine
+
+
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_auto_ends_bitwise_equal_to_an_uninterrupted_run(
     tmp_path: Path,
@@ -145,6 +181,72 @@ def test_sigkill_mid_epoch_then_resume_auto_ends_bitwise_equal_to_an_uninterrupt
     events.Reload()
     epoch_seconds = [event.value for event in events.Scalars("perf/epoch_s")]
     assert len(epoch_seconds) == 3 and max(epoch_seconds) < time.monotonic() - started
+
+
+@pytest.mark.slow
+def test_ddp_killed_mid_epoch_resumes_each_process_where_it_stopped(tmp_path: Path) -> None:
+    # under DDP the loader used to save no position: a mid-epoch last.ckpt replayed the epoch's start
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    ddp = (*TINY, "trainer=ddp_cpu")
+    kill_all = (
+        "+callbacks.signal._target_=tests.signals_at_step.SignalGroupAtStep",
+        "+callbacks.signal.step=7",
+        f"+callbacks.signal.signum={int(signal.SIGKILL)}",
+    )
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+
+    def run(*args: str) -> tuple[int, str]:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "train.py"), *ddp, *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # its own process group: the kill reaches its ranks only
+        )
+        return _finish(process)
+
+    code, output = run(*kill_all, f"hydra.run.dir={killed}")
+    assert code == -signal.SIGKILL, output[-3000:]
+    assert _last(killed)["global_step"] == 6  # mid-epoch: epoch 1 of 4 steps a process
+    for directory, args in ((straight, ()), (killed, ("resume=auto",))):
+        code, output = run(*args, f"hydra.run.dir={directory}")
+        assert code == 0, output[-3000:]
+    expected, resumed = _last(straight), _last(killed)
+    assert resumed["global_step"] == expected["global_step"] == 12
+    for name, tensor in expected["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][name], tensor), name
+
+
+@pytest.mark.slow
+def test_under_ddp_the_checkpoint_clock_is_read_every_50_steps(tmp_path: Path) -> None:
+    # reading rank 0's clock is a broadcast, which waits for every rank's step: once in 50 steps, not every step.
+    # With a 1-microsecond interval every reading says "due", so the saves show when the clock was read.
+    process = _start(
+        "trainer=ddp_cpu",
+        "model=mlp",
+        "model.hidden_sizes=[16]",
+        "data.source=sample",
+        "data.batch_size=32",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=60",
+        "trainer.limit_val_batches=1",
+        "test=false",
+        "trainer.enable_progress_bar=false",
+        "callbacks.last_checkpoint.train_time_interval.minutes=0",
+        "+callbacks.last_checkpoint.train_time_interval.microseconds=1",
+        "callbacks.model_checkpoint=null",
+        "trainer.enable_checkpointing=false",  # no best-checkpoint saves: only LastCheckpoint's
+        "+callbacks.saves._target_=tests.signals_at_step.RecordSaves",
+        f"hydra.run.dir={tmp_path}",
+    )
+    code, output = _finish(process)
+    assert code == 0, output[-3000:]
+    assert json.loads((tmp_path / "saves.json").read_text()) == [
+        50,
+        60,
+    ]  # the clock at step 50; the epoch's end
 
 
 @pytest.mark.slow
@@ -206,6 +308,32 @@ def test_ctrl_c_stops_at_the_step_boundary_with_a_checkpoint(make_config, tmp_pa
         signal.signal(signal.SIGINT, previous)
     assert stopped.value.code == 128 + signal.SIGINT
     assert _last(tmp_path)["global_step"] == 3
+
+
+@pytest.mark.slow
+def test_ctrl_c_under_ddp_saves_and_every_rank_stops(tmp_path: Path) -> None:
+    # a terminal's Ctrl-C reaches every rank, and rank 0 forwards it to the rank it started: that rank took the
+    # copy for a second Ctrl-C and quit, while rank 0 waited for it in the checkpoint's barrier
+    interrupt = (
+        "+callbacks.signal._target_=tests.signals_at_step.SignalGroupAtStep",
+        "+callbacks.signal.step=3",
+        f"+callbacks.signal.signum={int(signal.SIGINT)}",
+    )
+    ddp = (*TINY, "trainer=ddp_cpu", "trainer.deterministic=false", f"hydra.run.dir={tmp_path}")
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *ddp, *interrupt],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # a process group of its own: the signal reaches the run's ranks only
+    )
+    code, output = _finish(process)
+    assert code == 128 + signal.SIGINT, output[-3000:]
+    assert _last(tmp_path)["global_step"] == 4
+    assert read_status(tmp_path)["status"] == "interrupted"
 
 
 def test_an_ignored_sigint_stays_ignored(make_config, tmp_path: Path) -> None:

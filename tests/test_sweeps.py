@@ -7,6 +7,8 @@ import csv
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -24,7 +26,7 @@ from classicnets.run.config import register
 from classicnets.run.status import read_status, write_status
 from classicnets.sweeps.report import Report
 from classicnets.sweeps.report import main as report_main
-from tests.conftest import CONF_DIR, run_script
+from tests.conftest import CONF_DIR, ROOT, run_script
 
 STUDIES = sorted(path.stem for path in (CONF_DIR / "experiment").glob("study_*.yaml"))
 # sizes every model config can be built with (image and text models alike)
@@ -228,16 +230,18 @@ def test_parallel_gpu_launcher_gives_each_job_its_own_device(tmp_path: Path) -> 
 @pytest.mark.slow
 def test_ddp_in_a_sweep_job_writes_into_that_job_only(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
+    jobs = "model.hidden_sizes=[8],[16]"  # one after the other in one process: the first leaves no DDP behind
     result = run_script(
-        "train.py", "-m", "trainer=ddp_cpu", "model=mlp", *tiny(tmp_path), f"hydra.sweep.dir={sweep}"
+        "train.py", "-m", "trainer=ddp_cpu", "model=mlp", jobs, *tiny(tmp_path), f"hydra.sweep.dir={sweep}"
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert read_status(sweep / "0")["status"] == "completed"
-    assert "test/acc" in json.loads((sweep / "0" / "metrics.json").read_text())
-    # rank 1 ran this job as a single run in the job's directory: no second sweep, no stray run directory
-    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0"]
+    for job in ("0", "1"):
+        assert read_status(sweep / job)["status"] == "completed"
+        assert "test/acc" in json.loads((sweep / job / "metrics.json").read_text())
+        assert (sweep / job / "train_ddp_process_1.log").is_file()
+    # rank 1 ran each job as a single run in the job's directory: no second sweep, no stray run directory
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
     assert (sweep / "multirun.yaml").is_file() and (sweep / "report.md").is_file()  # the sweep ended once
-    assert (sweep / "0" / "train_ddp_process_1.log").is_file()
     assert not (tmp_path / "logs").exists()
 
 
@@ -338,3 +342,19 @@ def test_report_of_a_seed_sweep_shows_mean_std_and_n(tmp_path: Path) -> None:
         "val_acc_best_by_optimizer.png",
         "val_curves.png",
     }
+
+
+@pytest.mark.slow
+def test_gpu_sweep_workers_keep_their_share_of_the_cores(tmp_path: Path) -> None:
+    # four jobs on two GPUs: the second job of each joblib worker starts after the first narrowed that worker's
+    # CUDA_VISIBLE_DEVICES to one GPU, where `${gpu_count:}` would count one job at once and take every core
+    sweep = tmp_path / "sweep"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "-m", "launcher=gpus", "model=mlp", "model.hidden_sizes=[8],[16],[24],[32]",
+         *tiny(tmp_path), f"hydra.sweep.dir={sweep}"],
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": "0,1", "PYTHONWARNINGS": "ignore"},
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    threads = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert all(f"{threads} CPU threads" in (sweep / job / "train.log").read_text() for job in "0123")

@@ -24,6 +24,8 @@ def run(bench: Bench) -> list[Record]:
             "data=fashion_mnist",
             f"data.batch_size={batch_size}",
             f"trainer.accelerator={bench.accelerator}",
+            "trainer.precision=32-true",  # the plain loop's arithmetic
+            "data.placement=device",  # the plain loop's tensors sit on the device too (a CPU: the same memory)
         ]
         runs = alternate(
             {

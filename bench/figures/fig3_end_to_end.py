@@ -1,5 +1,7 @@
 """Figure 3, end to end: `python train.py experiment=lenet5_fashion_mnist` against `python bench/plain_loop.py`.
 
+Both in fp32 (`trainer.precision=32-true`: on bf16 hardware `auto` would pick bf16-mixed).
+
 The plain script gets the same recipe, read from the composed experiment config; both start cold, so imports,
 data loading and the final test are included. Wall seconds, CPU seconds and both test accuracies, over
 `--e2e-reps` repetitions (each one two complete trainings). Target: ≤ 1.2.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -10,7 +11,8 @@ from torch.utils.data import Dataset
 
 
 class TensorBatches(Dataset):
-    """In-memory tensors served a batch at a time: the DataLoader calls `__getitems__` with all indices."""
+    """In-memory tensors served a batch at a time: `gather` (`loading.InMemoryLoader`) or a DataLoader's
+    `__getitems__` index all of them with a batch's indices at once."""
 
     def __init__(self, *tensors: torch.Tensor) -> None:
         if len({len(t) for t in tensors}) != 1:
@@ -27,6 +29,20 @@ class TensorBatches(Dataset):
         index = torch.as_tensor(indices)
         return tuple(t[index] for t in self.tensors)
 
+    def gather(self, index: torch.Tensor, host_index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(t[index] for t in self.tensors)
+
+    def to(self, device: torch.device) -> TensorBatches:
+        return TensorBatches(*(t.to(device) for t in self.tensors))
+
+    @property
+    def device(self) -> torch.device:
+        return self.tensors[0].device
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in self.tensors)
+
 
 def keep_batch(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     """Collate function for `TensorBatches`: the batch is already stacked."""
@@ -34,11 +50,18 @@ def keep_batch(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
 
 
 def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 NCHW → float NCHW, standardised per channel."""
-    shape = (1, -1, 1, 1)
-    mean_t = torch.tensor(mean, device=images.device).view(shape)
-    std_t = torch.tensor(std, device=images.device).view(shape)
+    """uint8 NCHW → float32 NCHW, standardised per channel."""
+    mean_t, std_t = _channel_tensors(tuple(mean), tuple(std), images.device)
     return (images.float().div_(255) - mean_t) / std_t
+
+
+@lru_cache(maxsize=16)
+def _channel_tensors(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    # made once per device: built each batch, they were a host-to-device copy, and so a sync, every step on a GPU
+    shape = (1, -1, 1, 1)
+    return torch.tensor(mean, device=device).view(shape), torch.tensor(std, device=device).view(shape)
 
 
 def random_crop(images: torch.Tensor, padding: int) -> torch.Tensor:

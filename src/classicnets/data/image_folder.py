@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from classicnets.data.batches import TensorBatches
 from classicnets.data.errors import CorruptDatasetError, DatasetNotFoundError
+from classicnets.data.loading import InMemoryLoader
 from classicnets.data.vision import InMemoryImageDataModule
 from classicnets.errors import ConfigError
 
@@ -243,6 +244,12 @@ class ImageFolderDataModule(InMemoryImageDataModule):
         self._decide_size(files[0])
         decoded_gb = len(files) * self.channels * self.image_size**2 / 1e9
         self.streaming = decoded_gb > self.in_memory_limit_gb
+        if self.streaming and self.placement.placement == "device":
+            raise ValueError(
+                f"data.placement=device: the decoded images of {self.train_dir} ({decoded_gb:.1f} GB) exceed "
+                f"data.in_memory_limit_gb={self.in_memory_limit_gb}, so they would stream from disk, not sit on the "
+                "device: raise the limit if the memory is there, or use data.placement=auto"
+            )
         if self.streaming:
             log.warning(
                 "%s: the decoded images (%.1f GB) exceed data.in_memory_limit_gb=%s, so they stream from disk "
@@ -403,7 +410,7 @@ class ImageFolderDataModule(InMemoryImageDataModule):
         mean, std = channel_stats(images)
         return tuple(mean), tuple(std)
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader | InMemoryLoader:
         if not self.streaming:
             return super()._loader(split, batch_size, shuffle)
         return DataLoader(

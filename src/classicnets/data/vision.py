@@ -1,7 +1,8 @@
 """Image classification data kept in memory as uint8 tensors, batched by indexing.
 
 Datasets of this size fit in memory, so they are decoded once; normalisation and augmentation then run on
-whole batches as tensor ops on the model's device (`on_after_batch_transfer`), not per image in workers.
+whole batches as tensor ops on the model's device (`on_after_batch_transfer`), not per image in workers. With
+`placement=device` (`auto` on a GPU) the uint8 tensors themselves sit on the training device (`loading.py`).
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader
 
-from classicnets.data.batches import TensorBatches, keep_batch, normalize, random_crop, random_hflip
+from classicnets.data.batches import TensorBatches, normalize, random_crop, random_hflip
 from classicnets.data.errors import CorruptDatasetError
-from classicnets.data.sampling import ResumableDataLoader
+from classicnets.data.loading import InMemoryLoader, Placement, training_device
+from classicnets.data.sampling import EpochSampler
 from classicnets.errors import ConfigError
 
 
@@ -40,10 +42,12 @@ class InMemoryImageDataModule(LightningDataModule):
         crop_padding: int = 4,
         hflip: bool | None = None,
         seed: int = 42,
+        placement: str = "auto",
     ) -> None:
         super().__init__()
         if not 0.0 < val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        self.placement = Placement(placement)
         self.data_dir = Path(data_dir).expanduser()
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
@@ -100,10 +104,13 @@ class InMemoryImageDataModule(LightningDataModule):
             )
         return images.contiguous(), labels.long()
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        if shuffle:
-            return ResumableDataLoader(self.splits[split], batch_size, seed=self.seed, collate_fn=keep_batch)
-        return DataLoader(self.splits[split], batch_size=batch_size, collate_fn=keep_batch)
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader | InMemoryLoader:
+        device = training_device(self.trainer)
+        data = self.placement.place(split, self.splits[split], device)
+        # overfitting a few batches (trainer.overfit_batches) needs the same ones every epoch
+        shuffle = shuffle and not (self.trainer is not None and self.trainer.overfit_batches)
+        order = EpochSampler(len(data), self.seed, shuffle=shuffle)
+        return InMemoryLoader(data, BatchSampler(order, batch_size, drop_last=False), device)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, shuffle=True)
@@ -117,7 +124,12 @@ class InMemoryImageDataModule(LightningDataModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, labels = batch
         training = self.trainer is not None and self.trainer.training
-        return self.transform_batch(images, training), labels
+        images = self.transform_batch(images, training)
+        if self.trainer is not None:
+            # Lightning casts a batch to the precision's input type (bf16-true, 16-true) before this hook, while
+            # the images are still uint8: cast what the model reads
+            images = self.trainer.precision_plugin.convert_input(images)
+        return images, labels
 
     def transform_batch(self, images: torch.Tensor, training: bool) -> torch.Tensor:
         """uint8 batch → normalised float batch, augmented when training with augmentation on."""

@@ -74,7 +74,6 @@ class ResNetBase(nn.Module):
             stages.append(nn.Sequential(*blocks))
             in_planes = planes
         self.stages = nn.Sequential(*stages)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_planes, num_classes)
 
         for m in self.modules():
@@ -89,7 +88,9 @@ class ResNetBase(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stages(self.stem(x))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+        # the global average pool as a mean: AdaptiveAvgPool2d has no deterministic CUDA backward, so it would
+        # make `trainer.deterministic=true` fail on a GPU
+        return self.fc(x.mean((2, 3)))
 
 
 class CifarStemResNet(ResNetBase):

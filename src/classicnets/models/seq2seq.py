@@ -35,6 +35,13 @@ def _top_hidden(state: State) -> torch.Tensor:
     return (state[0] if isinstance(state, tuple) else state)[-1]
 
 
+def _to_device(host: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small host tensor copied to `device` without the host waiting for the copy (from pinned memory)."""
+    if device.type == "cuda":
+        return host.pin_memory().to(device, non_blocking=True)
+    return host.to(device)
+
+
 def _make_rnn(
     cell: str, input_size: int, hidden_size: int, num_layers: int, dropout: float, **kwargs
 ) -> nn.RNNBase:
@@ -76,12 +83,21 @@ class Encoder(nn.Module):
         self.output_size = hidden_size * self.num_directions
 
     def forward(self, source: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, State]:
-        """source B×S ids, lengths B → outputs B×S×output_size (zeros at padding), final state L×B×output_size."""
+        """source B×S ids, lengths B → outputs B×S×output_size (zeros at padding), final state L×B×output_size.
+
+        Packing needs the lengths on the host; given there (as the data modules do), nothing here waits for the
+        device: the batch is sorted by length on the host and the permutation goes over asynchronously.
+        """
         embedded = self.dropout(self.embedding(source))
-        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        lengths = lengths.cpu()
+        order = torch.sort(lengths, descending=True, stable=True).indices
+        order_there = _to_device(order, source.device)
+        packed = pack_padded_sequence(embedded.index_select(0, order_there), lengths[order], batch_first=True)
         outputs, state = self.rnn(packed)
         outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=source.size(1))
-        return outputs, _map_state(state, self._join_directions)
+        back = torch.argsort(order_there)  # the batch's own order again
+        outputs = outputs.index_select(0, back)
+        return outputs, _map_state(state, lambda s: self._join_directions(s.index_select(1, back)))
 
     def _join_directions(self, state: torch.Tensor) -> torch.Tensor:
         # (layers·directions)×B×H → layers×B×(directions·H): each layer's forward and backward states side by side
@@ -228,25 +244,38 @@ class Seq2Seq(nn.Module):
 
     @torch.no_grad()
     def generate(
-        self, source: torch.Tensor, lengths: torch.Tensor, beam_width: int = 1, max_length: int | None = None
+        self,
+        source: torch.Tensor,
+        lengths: torch.Tensor,
+        beam_width: int = 1,
+        max_length: int | None = None,
+        check_every: int | None = None,
     ) -> Generation:
-        """Greedy decoding (`beam_width=1`) or beam search; scores are summed log-probabilities, end included."""
+        """Greedy decoding (`beam_width=1`) or beam search; scores are summed log-probabilities, end included.
+
+        Decoding stops once every sequence has ended. Asking whether they have waits for the device, so on an
+        accelerator it is asked every `check_every` tokens only (default 8; 1 on a CPU, where it costs nothing);
+        the steps decoded past the end are cut off again, so the result is the same.
+        """
         max_length = self.max_output_length if max_length is None else max_length
         if beam_width < 1:
             raise ValueError(f"beam_width must be at least 1, got {beam_width}")
+        check_every = check_every or (1 if source.device.type == "cpu" else 8)
         if beam_width == 1:
-            return self.greedy(source, lengths, max_length)
-        return self.beam_search(source, lengths, beam_width, max_length)
+            return self.greedy(source, lengths, max_length, check_every)
+        return self.beam_search(source, lengths, beam_width, max_length, check_every)
 
-    def greedy(self, source: torch.Tensor, lengths: torch.Tensor, max_length: int) -> Generation:
+    def greedy(
+        self, source: torch.Tensor, lengths: torch.Tensor, max_length: int, check_every: int = 1
+    ) -> Generation:
         memory, state = self.encode(source, lengths)
         batch = len(source)
         feed = memory.outputs.new_zeros(batch, self.decoder.hidden_size)
         tokens = source.new_full((batch,), self.bos_index)
         scores = memory.outputs.new_zeros(batch)
         finished = torch.zeros(batch, dtype=torch.bool, device=source.device)
-        outputs, all_weights = [], []
-        for _ in range(max_length + 1):  # + 1: the end token
+        outputs, all_weights, ended = [], [], []
+        for step in range(max_length + 1):  # + 1: the end token
             logits, state, feed, weights = self.decoder.step(tokens, state, feed, memory)
             log_probs = F.log_softmax(logits, dim=-1)
             best, tokens = log_probs.max(dim=-1)
@@ -255,13 +284,15 @@ class Seq2Seq(nn.Module):
             outputs.append(tokens)
             all_weights.append(weights)
             finished |= tokens == self.eos_index
-            if finished.all():
+            ended.append(finished.all())
+            if (step + 1) % check_every == 0 and ended[-1]:
                 break
-        attention = None if all_weights[0] is None else torch.stack(all_weights, dim=1)
-        return Generation(torch.stack(outputs, dim=1), scores, attention)
+        steps = _steps_until_all_ended(ended)
+        attention = None if all_weights[0] is None else torch.stack(all_weights[:steps], dim=1)
+        return Generation(torch.stack(outputs[:steps], dim=1), scores, attention)
 
     def beam_search(
-        self, source: torch.Tensor, lengths: torch.Tensor, width: int, max_length: int
+        self, source: torch.Tensor, lengths: torch.Tensor, width: int, max_length: int, check_every: int = 1
     ) -> Generation:
         """All sentences × `width` hypotheses decoded as one batch. A finished hypothesis can only be extended
         by padding at log-probability 0, so it keeps its score and competes with the unfinished ones."""
@@ -278,7 +309,8 @@ class Seq2Seq(nn.Module):
         history = source.new_zeros(rows, 0)
         weight_history = memory.outputs.new_zeros(rows, 0, source.size(1))
         offsets = torch.arange(batch, device=source.device).unsqueeze(1) * width
-        for _ in range(max_length + 1):
+        ended = []
+        for step in range(max_length + 1):
             logits, state, feed, weights = self.decoder.step(tokens, state, feed, memory)
             log_probs = F.log_softmax(logits, dim=-1)
             after_end = torch.full_like(log_probs[0], float("-inf"))
@@ -294,8 +326,17 @@ class Seq2Seq(nn.Module):
             if weights is not None:
                 weight_history = torch.cat([weight_history[parents], weights[parents].unsqueeze(1)], dim=1)
             finished = finished[parents] | (tokens == self.eos_index)
-            if finished.all():
+            ended.append(finished.all())
+            if (step + 1) % check_every == 0 and ended[-1]:
                 break
+        steps = _steps_until_all_ended(ended)
         best = (scores.argmax(dim=1) + offsets.squeeze(1)).view(-1)
-        attention = weight_history[best] if self.decoder.attention is not None else None
-        return Generation(history[best], scores.max(dim=1).values, attention)
+        attention = weight_history[best, :steps] if self.decoder.attention is not None else None
+        return Generation(history[best, :steps], scores.max(dim=1).values, attention)
+
+
+def _steps_until_all_ended(ended: list[torch.Tensor]) -> int:
+    """How many decoding steps it took until every sequence had ended (all of them if some never did); one wait
+    for the device."""
+    flags = torch.stack(ended).tolist()
+    return flags.index(True) + 1 if True in flags else len(flags)

@@ -17,7 +17,7 @@ class VGG(nn.Module):
     image recognition"), configurations A, B, D and E, adapted to small images.
 
     Pools round up so that five halvings take 28×28 as well as 32×32 inputs to 1×1, and a global average
-    pool feeds the 512 channels to a classifier of two ``classifier_width`` hidden layers instead of the
+    pool (a mean over the map) feeds the 512 channels to a classifier of two ``classifier_width`` hidden layers instead of the
     paper's 4096-unit layers on a 7×7 map. ``image_size`` is accepted for a uniform interface only.
     """
 
@@ -39,10 +39,11 @@ class VGG(nn.Module):
                 in_channels = width
             layers.append(make_pool("max", ceil_mode=True))
         self.features = nn.Sequential(*layers)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = make_classifier(
             in_channels, (classifier_width, classifier_width), num_classes, dropout=dropout
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+        # the global average pool as a mean: AdaptiveAvgPool2d has no deterministic CUDA backward, so it would
+        # make `trainer.deterministic=true` fail on a GPU
+        return self.classifier(self.features(x).mean((2, 3)))

@@ -164,7 +164,9 @@ class Translator:
     def generate(self, prepared: Sequence[list[int]], beam_width: int | None = None) -> Generation:
         """The decoded outputs of a batch of prepared sources (`beam_width` defaults to the translator's)."""
         source = pad_ids(prepared).to(self.device)
-        lengths = torch.tensor([len(ids) for ids in prepared], device=self.device)
+        lengths = torch.tensor(
+            [len(ids) for ids in prepared]
+        )  # on the host, where the encoder packs with them
         return self.net.generate(source, lengths, beam_width=beam_width or self.beam_width)
 
     def __call__(self, prepared: Sequence[list[int]]) -> list[tuple[str, float]]:

@@ -40,6 +40,10 @@ def build(cfg: DictConfig, checkpoint: dict[str, Any] | None = None) -> tuple[Li
     if cfg.get("channels_last"):
         # NHWC weights make every convolution run NHWC (inputs are converted inside the first one)
         net = net.to(memory_format=torch.channels_last)
+    if cfg.get("compile"):
+        # compiled in place: the module, its parameters and its state_dict keys stay as they are (checkpoints,
+        # eval and predict do not see it); the first steps, and the first evaluation, pay for the compilation
+        net.compile(mode=cfg.get("compile_mode"))
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     task = instantiate(cfg.task, net=net, optimizer=instantiate(cfg.optimizer), scheduler=scheduler)
     return datamodule, task

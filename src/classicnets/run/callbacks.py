@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,9 @@ from torch.optim import Optimizer
 from classicnets.run.checkpoints import record_run
 from classicnets.run.console import epoch_summary, multirun
 from classicnets.run.validate import NAN_POLICIES
+
+# under DDP, LastCheckpoint asks rank 0's clock (a broadcast) once in this many steps
+CLOCK_CHECK_EVERY_N_STEPS = 50
 
 log = logging.getLogger(__name__)
 
@@ -178,16 +182,25 @@ class RngStates(Callback):
     different random decisions than the run it continues. They are restored when training starts, after the
     sanity check, the last thing before the first resumed step. Tensors and plain values only: checkpoints
     must load with `weights_only=True`.
+
+    The CUDA generator saved is the one of the GPU the run trains on, and it is restored to the GPU the resumed
+    run trains on: every DDP rank runs the same seeded stream on its own GPU, and rank 0 writes the checkpoint.
+    (Saving every visible GPU's generator failed to resume with fewer GPUs visible, and gave the other ranks the
+    unused generators of rank 0's process.)
     """
 
     def __init__(self) -> None:
         self.loaded: dict[str, Any] | None = None
+        self.device = torch.device("cpu")
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self.device = trainer.strategy.root_device
 
     def state_dict(self) -> dict[str, Any]:
         _, keys, position, has_gauss, cached_gaussian = np.random.get_state()
         return {
             "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "numpy": {
                 "keys": torch.from_numpy(keys.astype(np.int64)),
                 "position": int(position),
@@ -205,8 +218,11 @@ class RngStates(Callback):
             return
         state, self.loaded = self.loaded, None
         torch.set_rng_state(state["torch"])
-        if state["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda"])
+        if (
+            pl_module.device.type == "cuda"
+            and (cuda := cuda_rng_state(state["cuda"], pl_module.device)) is not None
+        ):
+            torch.cuda.set_rng_state(cuda, pl_module.device)
         numpy = state["numpy"]
         keys = numpy["keys"].numpy().astype(np.uint32)
         np.random.set_state(
@@ -216,55 +232,76 @@ class RngStates(Callback):
         random.setstate((version, tuple(internal), gauss))
 
 
+def cuda_rng_state(
+    saved: torch.Tensor | list[torch.Tensor] | None, device: torch.device
+) -> torch.Tensor | None:
+    """The saved CUDA generator state that belongs on `device`: the one saved, or from the list of every visible
+    GPU's state that earlier versions saved, the entry of the same index (None when there is none)."""
+    if saved is None or isinstance(saved, torch.Tensor):
+        return saved
+    index = device.index or 0
+    if index < len(saved):
+        return saved[index]
+    log.warning(
+        "the checkpoint has no CUDA generator state for GPU %d: its random numbers start afresh", index
+    )
+    return None
+
+
 class DivergedError(FloatingPointError):
     """The training loss became NaN or infinite (a sweep records the job as `diverged`)."""
+
+
+@dataclass
+class _Verdict:
+    """Whether one step's loss was finite on every process, on its way to the host."""
+
+    step: int
+    epoch: int
+    loss: torch.Tensor  # as the task logged it (unscaled), on the device
+    finite: (
+        torch.Tensor
+    )  # on the host once `copied` has completed: the number of processes with a finite loss
+    copied: torch.cuda.Event | None
 
 
 class FiniteLoss(Callback):
     """Stops the run at the first non-finite training loss (`policy="stop"`), or skips that update ("skip").
 
-    The loss is checked before the backward pass, so with "stop" the weights are those of the last finite
-    step and no checkpoint of a diverged model is written. Checking costs one device-to-host sync per step,
-    as AMP's gradient scaler does. "skip" drops the optimizer step (all gradients set to None, so Adam's
-    moments do not move either); with gradient accumulation that drops the whole accumulated batch.
+    "skip" checks each loss before its backward pass and drops the optimizer step (all gradients set to None,
+    so Adam's moments do not move either); with gradient accumulation that drops the whole accumulated batch.
+    Deciding before the update costs a device-to-host sync per step, as AMP's gradient scaler does.
+
+    "stop" on a CPU checks before the backward pass too, so the weights stay those of the last finite step. On a
+    GPU that sync would keep the host from queueing a step while the GPU runs the one before (the whole
+    overhead of Lightning's loop then adds to every step), so there each step's verdict is copied to the host
+    asynchronously and read at the next step (`deferred`): the run stops one step later, after one update with
+    non-finite gradients, and before any checkpoint is written (a save reads the pending verdict first), so no
+    checkpoint holds a diverged model. Under DDP every process reads the same verdict (an all-reduce on the
+    device), or the others would wait for a stopped one. The losses reported are the ones the task logged
+    (16-mixed's gradient scaling and the accumulation taken out).
     """
 
-    def __init__(self, policy: str = "stop") -> None:
+    def __init__(self, policy: str = "stop", deferred: bool | None = None) -> None:
         if policy not in NAN_POLICIES:
             raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {policy!r}")
         self.policy = policy
+        self.deferred = deferred  # None: on CUDA devices with policy "stop"
+        self.pending: _Verdict | None = None
         self.last_finite: tuple[int, torch.Tensor] | None = None
         self.skip_update = False
         self.skipped = 0
 
     def on_before_backward(self, trainer: Trainer, pl_module: LightningModule, loss: torch.Tensor) -> None:
-        # all processes take the same decision, or the others would wait for a stopped one in all-reduce
-        if trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True):
-            self.last_finite = (trainer.global_step, loss.detach())
-            return
-        # the loss Lightning back-propagates is divided by the accumulation; report the one the task logged
-        scale = trainer.accumulate_grad_batches
-        last = (
-            f"the last finite loss was {float(self.last_finite[1]) * scale:.6g} at step {self.last_finite[0]}"
-            if self.last_finite is not None
-            else "no finite loss was seen in this run"
+        verdict = self._verdict(trainer, loss.detach())
+        deferred = self.policy == "stop" and (
+            self.deferred if self.deferred is not None else loss.device.type == "cuda"
         )
-        where = f"step {trainer.global_step} (epoch {trainer.current_epoch})"
-        if self.policy == "stop":
-            raise DivergedError(
-                f"the training loss became {float(loss.detach()) * scale} at {where}; {last}. The weights are left as "
-                "they were after the last finite step. Try a lower learning rate, gradient clipping "
-                "(regularization=[grad_clip]), or nan_policy=skip to skip such steps."
-            )
-        self.skip_update = True
-        self.skipped += 1
-        log.warning(
-            "non-finite loss %s at %s: update skipped (%d so far); %s",
-            float(loss.detach()),
-            where,
-            self.skipped,
-            last,
-        )
+        if deferred:
+            self._settle(trainer)
+            self.pending = verdict
+        else:
+            self._judge(trainer, verdict)
 
     def on_before_optimizer_step(
         self, trainer: Trainer, pl_module: LightningModule, optimizer: Optimizer
@@ -273,10 +310,78 @@ class FiniteLoss(Callback):
             optimizer.zero_grad(set_to_none=True)  # optimizers step only parameters that have a gradient
             self.skip_update = False
 
+    # a pending verdict is read before anything that would show or keep a diverged model
+    def on_save_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self._settle(trainer)
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._settle(trainer)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._settle(trainer)
+
+    def _verdict(self, trainer: Trainer, loss: torch.Tensor) -> _Verdict:
+        # the loss Lightning back-propagates is divided by the accumulation and, under 16-mixed, multiplied by
+        # the gradient scaler's factor; undo both, on the device, so that messages show what the task logged
+        logged = loss.float() * trainer.accumulate_grad_batches
+        scaler = getattr(trainer.precision_plugin, "scaler", None)
+        if scaler is not None and getattr(scaler, "_scale", None) is not None:
+            logged = logged / scaler._scale
+        finite = torch.isfinite(loss).to(torch.int32)
+        if trainer.world_size > 1:  # not strategy.reduce: Lightning's puts a blocking barrier before it
+            torch.distributed.all_reduce(finite)
+        copied = None
+        if finite.device.type == "cuda":
+            finite = finite.to("cpu", non_blocking=True)  # into pinned memory, without waiting
+            copied = torch.cuda.Event()
+            copied.record()
+        return _Verdict(trainer.global_step, trainer.current_epoch, logged, finite, copied)
+
+    def _settle(self, trainer: Trainer) -> None:
+        verdict, self.pending = self.pending, None
+        if verdict is not None:
+            self._judge(trainer, verdict)
+
+    def _judge(self, trainer: Trainer, verdict: _Verdict) -> None:
+        if verdict.copied is not None:
+            verdict.copied.synchronize()  # waits for that step's loss only, not for the work queued after it
+        if int(verdict.finite) == trainer.world_size:
+            self.last_finite = (verdict.step, verdict.loss)
+            return
+        last = (
+            f"the last finite loss was {float(self.last_finite[1]):.6g} at step {self.last_finite[0]}"
+            if self.last_finite is not None
+            else "no finite loss was seen in this run"
+        )
+        where = f"step {verdict.step} (epoch {verdict.epoch})"
+        if self.policy == "stop":
+            weights = (
+                "The weights are left as they were after the last finite step."
+                if verdict.step == trainer.global_step
+                else "The checkpoints hold weights from before it."
+            )
+            raise DivergedError(
+                f"the training loss became {float(verdict.loss)} at {where}; {last}. {weights} Try a lower "
+                "learning rate, gradient clipping (regularization=[grad_clip]), or nan_policy=skip to skip such "
+                "steps."
+            )
+        self.skip_update = True
+        self.skipped += 1
+        log.warning(
+            "non-finite loss %s at %s: update skipped (%d so far); %s",
+            float(verdict.loss),
+            where,
+            self.skipped,
+            last,
+        )
+
 
 class LastCheckpoint(Callback):
     """Keeps `last.ckpt`, the file `resume=auto` continues from, current: rewritten after every training epoch
-    and, within long epochs, every `train_time_interval` or every `every_n_train_steps` optimizer steps.
+    and, within long epochs, every `train_time_interval` (under DDP, at the first of every 50 steps after it)
+    or every `every_n_train_steps` optimizer steps.
 
     Lightning's `ModelCheckpoint(save_last=True)` rewrites `last.ckpt` only when it also keeps a checkpoint, so a
     run killed after epochs that did not improve validation resumed from the last improvement.
@@ -307,8 +412,11 @@ class LastCheckpoint(Callback):
         if self.every_n_train_steps:
             due = trainer.global_step % self.every_n_train_steps == 0
         elif self.train_time_interval:
+            if trainer.world_size > 1 and trainer.global_step % CLOCK_CHECK_EVERY_N_STEPS:
+                return
             elapsed = time.monotonic() - self._saved_at
-            # rank zero's clock decides: every process must take part in the save
+            # rank zero's clock decides: every process must take part in the save. Under DDP that is a
+            # broadcast, which waits for every rank's step, so the clock is read every few dozen steps only
             due = trainer.strategy.broadcast(elapsed >= self.train_time_interval.total_seconds())
         else:
             return
@@ -337,38 +445,58 @@ class GracefulStop(Callback):
     Ctrl-C quits without saving (`quit` is then set: Lightning turns that KeyboardInterrupt into exit status 1).
     The pipeline turns the exception into an exit status `128 + signal`. Without `checkpoint_path` (eval) nothing
     is saved.
+
+    Under DDP a Ctrl-C in the terminal reaches every rank, and rank 0 forwards each signal it gets to the ranks it
+    started, so those see it twice. Only the first signal a process gets goes on to Lightning's handler (which
+    broadcasts from rank 0 to all: once on each rank); a repeat is dropped on the other ranks, and only rank 0 quits
+    on a second Ctrl-C (Lightning then kills the others). Otherwise the ranks took the forwarded copy for a second
+    Ctrl-C and quit while rank 0 waited for them in the checkpoint's barrier.
     """
 
     def __init__(self, checkpoint_path: str | Path | None = None) -> None:
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.received: signal.Signals | None = None
         self.quit = False
+        self.started_by_another_rank = False
+        self.lightning_handler: Any = None
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._route_signals()
+        self._route_signals(trainer)
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._route_signals()
+        self._route_signals(trainer)
         if trainer.received_sigterm:  # during the sanity check's last batch, which does not stop by itself
             raise SIGTERMException
 
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._route_signals()
+        self._route_signals(trainer)
 
-    def _route_signals(self) -> None:
+    def _route_signals(self, trainer: Trainer) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
+        self.started_by_another_rank = trainer.local_rank != 0
+        # Lightning's SIGTERM handler, registered anew by each fit and test
+        if signal.getsignal(signal.SIGTERM) != self._forward:
+            self.lightning_handler = signal.getsignal(signal.SIGTERM)
         # installed after Lightning registered its own, so that its teardown puts back the user's handlers;
         # an ignored SIGINT stays ignored: shells start background jobs that way, immune to the terminal's Ctrl-C
         if signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN, self._forward):
             signal.signal(signal.SIGINT, self._forward)
         if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, signal.SIG_IGN, None):
             signal.signal(signal.SIGUSR1, self._forward)
+        if callable(self.lightning_handler):
+            signal.signal(signal.SIGTERM, self._forward)
 
     def _forward(self, signum: int, frame: Any) -> None:
-        if self.received == signal.SIGINT and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # the second Ctrl-C
-        self.received = self.received or signal.Signals(signum)
+        if self.received is not None:
+            if (
+                signum == signal.SIGINT
+                and self.received == signal.SIGINT
+                and not self.started_by_another_rank
+            ):
+                raise KeyboardInterrupt  # the second Ctrl-C
+            return  # a repeat, or rank 0 forwarding what this rank got from the terminal already
+        self.received = signal.Signals(signum)
         saving = f" and saving {self.checkpoint_path}" if self.checkpoint_path else ""
         log.warning(
             "received %s: stopping after this batch%s%s",
@@ -376,9 +504,8 @@ class GracefulStop(Callback):
             saving,
             " (Ctrl-C again to quit without saving)" if signum == signal.SIGINT and saving else "",
         )
-        lightning_handler = signal.getsignal(signal.SIGTERM)
-        if callable(lightning_handler):
-            lightning_handler(signum, frame)
+        if callable(self.lightning_handler):
+            self.lightning_handler(signum, frame)
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         if isinstance(exception, KeyboardInterrupt):

@@ -32,8 +32,11 @@ DEPENDENCIES = (
 )
 DEPRECATIONS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
 # Lightning's lines that say nothing about this run: advertisements, the accelerators found (the header names
-# the device used), and the expected end of training (the closing block follows)
-LIGHTNING_NOISE = re.compile(r"💡 Tip:|(GPU|TPU|HPU) available:|`Trainer.fit` stopped: `max_epochs=")
+# the device used), the precision (the header says it, and why), and the expected end of training (the closing
+# block follows)
+LIGHTNING_NOISE = re.compile(
+    r"💡 Tip:|(GPU|TPU|HPU) available:|Using .* Automatic Mixed Precision|`Trainer.fit` stopped: `max_epochs="
+)
 
 log = logging.getLogger(__name__)
 

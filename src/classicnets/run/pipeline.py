@@ -38,6 +38,7 @@ from classicnets.run.checkpoints import (
 )
 from classicnets.run.devices import skip_futile_nvml_probe
 from classicnets.run.files import METRICS_FILE, last_checkpoint, write_metrics
+from classicnets.run.hardware import configure as configure_hardware
 from classicnets.run.output_dir import check_output_dir, claim_run_dir
 from classicnets.run.resume import checkpoint_to_resume, newest_checkpoint, report_interrupted, resume_command
 from classicnets.run.status import write_status
@@ -63,6 +64,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         claim_run_dir(output_dir, cfg.get("resume"), cfg.get("ckpt_path"), bool(cfg.get("overwrite")))
     skip_futile_nvml_probe()
     seed_everything(cfg.seed, workers=True, verbose=False)  # the header says the seed
+    precision = configure_hardware(cfg)  # trainer.precision=auto, cuDNN's autotuner, TF32
     ckpt_path = checkpoint_to_resume(cfg)
     stop = GracefulStop(last_checkpoint(output_dir))
     phase, best = "setup", ""
@@ -87,7 +89,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer = make_trainer(cfg, [RunRecordInCheckpoint(config), saved, *safety])
         _log_hyperparameters(trainer, config, datamodule, task)
         if trainer.is_global_zero:
-            _run_header(cfg, trainer, datamodule, task, output_dir)
+            _run_header(cfg, trainer, datamodule, task, output_dir, precision)
         phase = "fit"
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         metrics = final_metrics(trainer.callback_metrics)
@@ -138,7 +140,12 @@ def _choice(group: str) -> str | None:
 
 
 def _run_header(
-    cfg: DictConfig, trainer: Trainer, datamodule: LightningDataModule, task: Task, output_dir: Path
+    cfg: DictConfig,
+    trainer: Trainer,
+    datamodule: LightningDataModule,
+    task: Task,
+    output_dir: Path,
+    precision: str,
 ) -> None:
     model, choice = type(task.net).__name__, _choice("model")
     device = console.device_name(trainer.strategy.root_device)
@@ -151,7 +158,7 @@ def _run_header(
         parameters=sum(p.numel() for p in task.net.parameters()),
         data=console.data_description(datamodule, _choice("data")),
         device=device,
-        precision=str(trainer.precision),
+        precision=precision,
         seed=cfg.seed,
         output_dir=output_dir,
     )
@@ -208,6 +215,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     # the progress of train.py: a bar on a terminal, nothing in a file (the closing block has the results)
     stop = GracefulStop()
     shown = [progress_bar()] if cfg.trainer.get("enable_progress_bar", True) else []
+    precision = configure_hardware(cfg)
     trainer = make_trainer(cfg, [stop, *shown])
     output_dir = Path(cfg.paths.output_dir)
     if trainer.is_global_zero:
@@ -216,7 +224,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             parameters=sum(p.numel() for p in task.net.parameters()),
             data=console.data_description(datamodule, type(datamodule).__name__),
             device=console.device_name(trainer.strategy.root_device),
-            precision=str(trainer.precision),
+            precision=precision,
             seed=None,
             output_dir=output_dir,
         )

@@ -132,9 +132,14 @@ def _ddp_stays_in_job(output_dir: Path) -> Iterator[None]:
     """Lightning starts the other DDP ranks by re-running `sys.argv` with `hydra.run.dir` set to Hydra's run
     directory. Under `-m` that would start the whole sweep again, in new directories: make the command this one
     job as a single run, and its run directory this job's directory.
+
+    Afterwards nothing of the job's DDP is left in the process for the next job: its process group is destroyed
+    and the variables Lightning set (`LOCAL_RANK`, `MASTER_PORT`, ...) are put back. With `LOCAL_RANK` set, the
+    next DDP job took itself for a rank started from outside and waited for ranks that never came; with the old
+    group alive, it talked to the first job's finished ranks.
     """
     hydra = HydraConfig.get()
-    argv = sys.argv
+    argv, environment = sys.argv, dict(os.environ)
     sys.argv = [argv[0], *hydra.overrides.task, "hydra.mode=RUN"]
     with read_write(hydra.run):
         hydra.run.dir = str(output_dir)
@@ -142,3 +147,14 @@ def _ddp_stays_in_job(output_dir: Path) -> Iterator[None]:
         yield
     finally:
         sys.argv = argv
+        _end_process_group()
+        for name in set(os.environ) - set(environment):
+            del os.environ[name]
+        os.environ.update(environment)
+
+
+def _end_process_group() -> None:
+    import torch.distributed  # here: a sweep of CPU jobs without DDP never needs it
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()

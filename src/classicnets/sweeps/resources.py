@@ -21,7 +21,7 @@ class JobResources(Callback):
     """A Hydra callback that gives each job of a parallel sweep its share of the machine before it starts.
 
     - CPU: `threads_per_job` torch threads (default: the cores this process may use, divided among the
-      launcher's `n_jobs`), so that N jobs at once do not oversubscribe the cores.
+      `jobs_at_once` the launcher runs), so that N jobs at once do not oversubscribe the cores.
     - GPU: with `num_gpus` K > 0, each job process is pinned to one GPU of its own through
       `CUDA_VISIBLE_DEVICES`, set before the job touches CUDA. GPUs are leased per worker process (a file
       under `<sweep dir>/.gpu_leases/`), not by job number: a process that has used a GPU cannot move to
@@ -31,9 +31,14 @@ class JobResources(Callback):
     Single runs are left alone.
     """
 
-    def __init__(self, threads_per_job: int | None = None, num_gpus: int = 0) -> None:
+    def __init__(
+        self, threads_per_job: int | None = None, num_gpus: int = 0, jobs_at_once: int | None = None
+    ) -> None:
         self.threads_per_job = threads_per_job
         self.num_gpus = num_gpus
+        # resolved here, in the launching process: a job's own config resolves `n_jobs` in its worker, where
+        # `${gpu_count:}` counts the one GPU an earlier job of that worker narrowed CUDA_VISIBLE_DEVICES to
+        self.jobs_at_once = None if jobs_at_once is None else _parallel_jobs(jobs_at_once)
         # read here, in the launching process: in the workers, the variable is what this callback set
         self.visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         ids = self.visible.split(",") if self.visible else [str(i) for i in range(num_gpus)]
@@ -42,7 +47,8 @@ class JobResources(Callback):
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.hydra.mode != RunMode.MULTIRUN:
             return
-        threads = self.threads_per_job or max(1, len(os.sched_getaffinity(0)) // _parallel_jobs(config))
+        jobs_at_once = self.jobs_at_once or _parallel_jobs(int(config.hydra.launcher.get("n_jobs") or 1))
+        threads = self.threads_per_job or max(1, len(os.sched_getaffinity(0)) // jobs_at_once)
         os.environ["OMP_NUM_THREADS"] = str(threads)  # for the processes the job starts (DDP ranks)
         import torch
 
@@ -62,8 +68,7 @@ class JobResources(Callback):
         )
 
 
-def _parallel_jobs(config: DictConfig) -> int:
-    n_jobs = int(config.hydra.launcher.get("n_jobs") or 1)
+def _parallel_jobs(n_jobs: int) -> int:
     return n_jobs if n_jobs > 0 else len(os.sched_getaffinity(0))  # joblib's -1: one job per core
 
 

@@ -13,6 +13,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torch.optim import Optimizer
 from torch.utils.tensorboard import SummaryWriter
+from torchmetrics import Metric
 
 OptimizerFactory = Callable[..., Optimizer]
 SchedulerFactory = Callable[..., Any]
@@ -63,13 +64,14 @@ class Task(LightningModule):
         step in a few milliseconds on a CPU, where a `self.log` or a torchmetrics `update()` per step is a
         measurable part of it (bench/README.md, figure 1): the step value is logged only on the steps where
         Lightning writes to the loggers anyway (`trainer.log_every_n_steps`), and the epoch means are plain
-        tensor sums on the model's device, with no host sync. Steps with a non-finite loss (skipped under
-        `nan_policy=skip`) do not count.
+        tensor sums on the model's device, with no host sync, kept in fp32 whatever the step's precision (a
+        bf16 sum of a few hundred losses would round away most of their digits). Steps with a non-finite loss
+        (skipped under `nan_policy=skip`) do not count.
         """
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
             self.log("train/loss_step", loss, prog_bar=True, batch_size=batch_size)
         finite = torch.isfinite(loss.detach())
-        for name, total in {"loss": loss.detach() * batch_size, **sums}.items():
+        for name, total in {"loss": loss.detach().float() * batch_size, **sums}.items():
             self._train_sums[name] = self._train_sums.get(name, 0) + torch.where(finite, total, 0)
         self._train_count = self._train_count + finite * batch_size
 
@@ -108,3 +110,32 @@ class Task(LightningModule):
     def tensorboard(self) -> SummaryWriter | None:
         """The TensorBoard writer when one of the loggers is TensorBoard (figures and images go there)."""
         return next((lg.experiment for lg in self.loggers if isinstance(lg, TensorBoardLogger)), None)
+
+
+class WeightedMean(Metric):
+    """The weighted mean of everything `update` is given, summed on the device with no host sync.
+
+    torchmetrics' `MeanMetric` checks every update for NaN (`.any()`, one device-to-host sync per validation
+    step); with the check disabled (`nan_strategy="disable"`, torchmetrics 1.9) it drops the weights. Here a NaN
+    simply makes the mean NaN. Sums are fp32 whatever the precision of the values.
+    """
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total", torch.tensor(0.0), dist_reduce_fx="sum")
+        self.add_state("weight", torch.tensor(0.0), dist_reduce_fx="sum")
+
+    def update(self, value: torch.Tensor, weight: torch.Tensor | float = 1.0) -> None:
+        value = value.detach().float()
+        if isinstance(weight, torch.Tensor):
+            weight = torch.broadcast_to(weight.detach().float(), value.shape)
+            self.total += (value * weight).sum()
+            self.weight += weight.sum()
+        else:  # a Python number stays a scalar argument: no host-to-device copy
+            self.total += value.sum() * weight
+            self.weight += value.numel() * weight
+
+    def compute(self) -> torch.Tensor:
+        return self.total / self.weight

@@ -9,10 +9,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MaxMetric, MeanMetric, Metric, MetricCollection
+from torchmetrics import MaxMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from classicnets.tasks.base import LRSchedule, OptimizerFactory, Task
+from classicnets.tasks.base import LRSchedule, OptimizerFactory, Task, WeightedMean
 
 MetricFactory = Callable[..., Metric]
 # the metrics of checkpoints written before `task.metrics` existed: conf/task/classification.yaml lists the rest
@@ -101,7 +101,7 @@ class ClassificationTask(Task):
             )
             for p in ("val/", "test/")
         )
-        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+        self.val_loss, self.test_loss = WeightedMean(), WeightedMean()
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # in checkpoints: a resumed run remembers its best epoch
         self.confusion = MulticlassConfusionMatrix(num_classes, validate_args=False)

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics import MaxMetric
 from torchmetrics.text import BLEUScore
 
 from classicnets.data.text.vocab import PAD_INDEX, until_end
-from classicnets.tasks.base import LRSchedule, OptimizerFactory, Task
+from classicnets.tasks.base import LRSchedule, OptimizerFactory, Task, WeightedMean
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -28,7 +28,7 @@ class SequenceMetrics(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.loss, self.token_acc, self.exact_match = MeanMetric(), MeanMetric(), MeanMetric()
+        self.loss, self.token_acc, self.exact_match = WeightedMean(), WeightedMean(), WeightedMean()
         self.bleu = BLEUScore(n_gram=4)
 
     def update(self, loss: torch.Tensor, generated: torch.Tensor, references: torch.Tensor) -> None:
@@ -41,9 +41,10 @@ class SequenceMetrics(nn.Module):
         self.loss.update(loss, weight=len(references))
         self.token_acc.update((same & real).sum() / real.sum(), weight=real.sum())
         self.exact_match.update(same.all(dim=1).float())
+        # BLEU counts n-grams on the host: one copy of the batch, not one sync per row
         self.bleu.update(
-            [" ".join(map(str, until_end(row.tolist()))) for row in generated],
-            [[" ".join(map(str, until_end(row.tolist())))] for row in references],
+            [" ".join(map(str, until_end(row))) for row in generated.tolist()],
+            [[" ".join(map(str, until_end(row)))] for row in references.tolist()],
         )
 
     def compute(self, prefix: str) -> dict[str, torch.Tensor]:
@@ -150,13 +151,18 @@ class Seq2SeqTask(Task):
 
     def _keep_examples(self, batch: Batch, outputs: torch.Tensor, attention: torch.Tensor | None) -> None:
         source, lengths, target = batch
-        for row in range(min(len(source), self.num_examples - len(self.examples))):
-            output = until_end(outputs[row].tolist(), include_end=True)
-            weights = None if attention is None else attention[row, : len(output), : int(lengths[row])].cpu()
-            reference = until_end(target[row, 1:].tolist(), include_end=True)
-            self.examples.append(
-                Example(source[row, : int(lengths[row])].tolist(), reference, output, weights)
-            )
+        wanted = min(len(source), self.num_examples - len(self.examples))
+        if wanted <= 0:  # the usual case: the examples were kept from the first batch
+            return
+        rows = zip(
+            source[:wanted].tolist(), lengths[:wanted].tolist(), target[:wanted, 1:].tolist(), strict=True
+        )
+        kept_outputs = outputs[:wanted].tolist()
+        for row, (source_ids, length, reference_ids) in enumerate(rows):
+            output = until_end(kept_outputs[row], include_end=True)
+            weights = None if attention is None else attention[row, : len(output), :length].cpu()
+            reference = until_end(reference_ids, include_end=True)
+            self.examples.append(Example(source_ids[:length], reference, output, weights))
 
     def _write_examples(self, split: str) -> None:
         """The kept examples as text and heatmaps, through the data module's decode helpers (ids alone say

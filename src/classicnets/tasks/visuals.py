@@ -61,8 +61,12 @@ def log_examples(
     if all(inputs.dim() == 3 for inputs, _, _ in examples):
         from torchvision.utils import make_grid
 
+        # float32: images kept from a bf16-true run are bf16, which numpy (and so TensorBoard) cannot take
         grid = make_grid(
-            torch.stack([inputs for inputs, _, _ in examples]), nrow=8, normalize=True, scale_each=True
+            torch.stack([inputs for inputs, _, _ in examples]).float(),
+            nrow=8,
+            normalize=True,
+            scale_each=True,
         )
         writer.add_image(tag, grid, step)
 
@@ -89,7 +93,8 @@ def attention_figure(examples: Sequence[tuple[Sequence[str], Sequence[str], torc
     height = max(2.5, 0.25 * max(len(output) for _, output, _ in examples) + 1.5)
     figure, axes = plt.subplots(1, len(examples), figsize=(sum(widths), height), squeeze=False)
     for ax, (source, output, weights) in zip(axes[0], examples, strict=True):
-        ax.imshow(weights.numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+        # float32: attention weights computed under bf16 autocast are bf16, which numpy cannot take
+        ax.imshow(weights.float().numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
         ax.set_xticks(range(len(source)), ["␣" if t.isspace() else t for t in source], fontsize=7)
         ax.set_yticks(range(len(output)), output, fontsize=7)
         ax.set_xlabel("input")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Sequence
 from itertools import accumulate
 
@@ -13,7 +14,11 @@ from classicnets.data.text.vocab import PAD_INDEX
 
 
 class TokenSequences(Dataset):
-    """Variable-length id sequences stored as one flat tensor with offsets, each with an int64 label."""
+    """Variable-length id sequences stored as one flat tensor with offsets, each with an int64 label.
+
+    `gather` pads a batch with `PAD_INDEX` to its own longest sequence (N×T) with tensor ops on the device the
+    data sit on; the lengths stay on the host as well, so the host knows T without asking the device.
+    """
 
     def __init__(self, sequences: Sequence[Sequence[int]], labels: Sequence[int]) -> None:
         if len(sequences) != len(labels):
@@ -22,6 +27,8 @@ class TokenSequences(Dataset):
         self.offsets = [0, *accumulate(self.lengths)]
         self.ids = torch.tensor([i for ids in sequences for i in ids], dtype=torch.long)
         self.labels = torch.tensor(labels, dtype=torch.long)
+        self.starts = torch.tensor(self.offsets[:-1], dtype=torch.long)
+        self.length_tensor = torch.tensor(self.lengths, dtype=torch.long)
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -29,17 +36,32 @@ class TokenSequences(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.ids[self.offsets[index] : self.offsets[index + 1]], self.labels[index]
 
+    def gather(self, index: torch.Tensor, host_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        longest = max(self.lengths[i] for i in host_index.tolist())
+        steps = torch.arange(longest, device=self.ids.device)
+        positions = (self.starts[index, None] + steps).clamp_(max=len(self.ids) - 1)
+        padding = steps >= self.length_tensor[index, None]
+        return self.ids[positions].masked_fill_(padding, PAD_INDEX), self.labels[index]
+
+    def to(self, device: torch.device) -> TokenSequences:
+        moved = copy.copy(self)  # the host lists are shared
+        for name in ("ids", "labels", "starts", "length_tensor"):
+            setattr(moved, name, getattr(self, name).to(device))
+        return moved
+
+    @property
+    def device(self) -> torch.device:
+        return self.ids.device
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in (self.ids, self.labels, self.starts, self.length_tensor))
+
 
 def pad_ids(sequences: Sequence[Sequence[int] | torch.Tensor]) -> torch.Tensor:
     """Id sequences (lists or 1-d tensors) → N×(longest) int64, padded with `PAD_INDEX` after each one."""
     rows = [torch.as_tensor(ids, dtype=torch.long) for ids in sequences]
     return pad_sequence(rows, batch_first=True, padding_value=PAD_INDEX)
-
-
-def pad_batch(batch: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Collate: ids padded to the longest sequence of this batch (N×T), labels stacked."""
-    ids, labels = zip(*batch, strict=True)
-    return pad_ids(ids), torch.stack(labels)
 
 
 class BucketBatchSampler(BatchSampler):
@@ -49,8 +71,7 @@ class BucketBatchSampler(BatchSampler):
     cut into batches, so neighbours in a batch are about as long as each other. `bucket_batches=None` sorts
     the whole split (for evaluation, where order does not matter).
 
-    It subclasses `BatchSampler` and takes the index sampler as `sampler` so that Lightning can swap in a
-    `DistributedSampler` under DDP: each process then buckets its own shard, reshuffled by `set_epoch`.
+    Under DDP the index sampler (`sampling.EpochSampler`) hands each process its shard, which it buckets.
     """
 
     def __init__(

@@ -16,11 +16,12 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, SequentialSampler
+from torch.utils.data import BatchSampler
 
 from classicnets.data.errors import CorruptDatasetError
-from classicnets.data.sampling import EpochSampler, ResumableDataLoader
-from classicnets.data.text.batching import BucketBatchSampler, TokenSequences, pad_batch
+from classicnets.data.loading import InMemoryLoader, Placement, training_device
+from classicnets.data.sampling import EpochSampler
+from classicnets.data.text.batching import BucketBatchSampler, TokenSequences
 from classicnets.data.text.readers import Example
 from classicnets.data.text.vocab import UNK_INDEX, Vocabulary, tokenize
 from classicnets.errors import ConfigError
@@ -40,7 +41,8 @@ class TextClassificationDataModule(LightningDataModule):
     """Base for labelled texts. Subclasses return each split's examples from `read_split`.
 
     Batches are `(ids, labels)`: ids an int64 N×T tensor padded with 0 to the batch's longest text.
-    `max_length` truncates texts (in tokens); `bucketing` batches texts of similar length together.
+    `max_length` truncates texts (in tokens); `bucketing` batches texts of similar length together; `placement`
+    says where the encoded texts sit while training (`loading.py`: on a GPU by default when they fit).
     `vocab_dir`, when set, also gets the vocabulary it builds as `vocab.json` (a list of tokens, the position
     is the id), readable by people and by models that align pretrained vectors with it.
     """
@@ -61,8 +63,10 @@ class TextClassificationDataModule(LightningDataModule):
         bucket_batches: int = 50,
         seed: int = 42,
         vocab_dir: str | Path | None = None,
+        placement: str = "auto",
     ) -> None:
         super().__init__()
+        self.placement = Placement(placement)
         if not 0.0 < val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
         tokenize("", tokenizer)  # an unknown level fails here, before any data is read
@@ -172,35 +176,28 @@ class TextClassificationDataModule(LightningDataModule):
         separator = "" if self.tokenizer == "char" else " "
         return separator.join(self.vocab.decode(ids.tolist()))
 
-    def train_dataloader(self) -> DataLoader:
-        data = self.splits["train"]
-        # The order is a function of (seed, epoch), so a resumed run sees the epochs it would have seen; under DDP
-        # Lightning wraps the sampler in a distributed one. Without bucketing the position inside the epoch is
-        # checkpointed too; bucketing draws a whole epoch's order at once, so it resumes exactly at epoch ends.
+    def train_dataloader(self) -> InMemoryLoader:
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> InMemoryLoader:
+        return self._loader("val", self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> InMemoryLoader:
+        return self._loader("test", self.eval_batch_size, shuffle=False)
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> InMemoryLoader:
+        # The order is a function of (seed, epoch), so a resumed run sees the epochs it would have seen, and the
+        # loader checkpoints its position inside the epoch, bucketed or not; under DDP each process gets its shard.
+        device = training_device(self.trainer)
+        data = self.placement.place(split, self.splits[split], device)
+        shuffle = shuffle and not (self.trainer is not None and self.trainer.overfit_batches)
+        order = EpochSampler(len(data), self.seed, shuffle=shuffle)
         if not self.bucketing:
-            return ResumableDataLoader(data, self.batch_size, seed=self.seed, collate_fn=pad_batch)
-        batches = BucketBatchSampler(
-            EpochSampler(len(data), self.seed),
-            self.batch_size,
-            lengths=data.lengths,
-            bucket_batches=self.bucket_batches,
-        )
-        return DataLoader(data, batch_sampler=batches, collate_fn=pad_batch)
-
-    def _eval_loader(self, split: str) -> DataLoader:
-        data = self.splits[split]
-        if not self.bucketing:
-            return DataLoader(data, batch_size=self.eval_batch_size, collate_fn=pad_batch)
-        batches = BucketBatchSampler(
-            SequentialSampler(data), self.eval_batch_size, lengths=data.lengths, bucket_batches=None
-        )
-        return DataLoader(data, batch_sampler=batches, collate_fn=pad_batch)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._eval_loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._eval_loader("test")
+            return InMemoryLoader(data, BatchSampler(order, batch_size, drop_last=False), device)
+        # evaluation sorts the whole split by length: the least padding, and the order does not matter
+        bucket_batches = self.bucket_batches if shuffle else None
+        batches = BucketBatchSampler(order, batch_size, lengths=data.lengths, bucket_batches=bucket_batches)
+        return InMemoryLoader(data, batches, device)
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint needs to turn raw text into predictions without the dataset: plain data only."""
@@ -227,4 +224,5 @@ class TextClassificationDataModule(LightningDataModule):
         self.classes, self.vocab, self.tokenizer, self.lowercase, self.max_length = restored
         if self.splits and restored != current:
             self.splits = {}
+            self.placement.forget()
             self.setup()

@@ -1,8 +1,9 @@
 """Sentence pairs for sequence-to-sequence tasks: a `source<TAB>target` file per split, or generated pairs.
 
-Every split is encoded once into padded id tensors and served by `TensorBatches`; each batch is cut to its own
-longest sequence. Batches are `(source B×S, source_lengths B, target B×T)` with the target framed by the begin
-and end tokens and padding id 0 everywhere after a sequence.
+Every split is encoded once into padded id tensors (`SentencePairs`) and served by `loading.InMemoryLoader`; each
+batch is cut to its own longest sequences. Batches are `(source B×S, source_lengths B, target B×T)` with the
+target framed by the begin and end tokens and padding id 0 everywhere after a sequence. The source lengths stay
+on the host, where the encoder packs the sequences with them.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler
 
-from classicnets.data.batches import TensorBatches
 from classicnets.data.errors import CorruptDatasetError, DatasetNotFoundError
+from classicnets.data.loading import InMemoryLoader, Placement, training_device
 from classicnets.data.sampling import EpochSampler
 from classicnets.data.text.batching import BucketBatchSampler, pad_ids
 from classicnets.data.text.readers import check_encoding, not_text_error, open_text
-from classicnets.data.text.vocab import PAD_INDEX, Vocabulary, tokenize
+from classicnets.data.text.vocab import Vocabulary, tokenize
 from classicnets.errors import ConfigError
 
 Pair = tuple[str, str]
@@ -121,11 +122,46 @@ def read_pairs(path: str | Path, encoding: str = "utf-8") -> list[Pair]:
     return pairs
 
 
-def _trim(batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-    # splits are padded to their longest sentence; a batch only needs its own longest
-    source, lengths, target = batch
-    target_length = int((target != PAD_INDEX).sum(1).max())
-    return source[:, : int(lengths.max())], lengths, target[:, :target_length]
+class SentencePairs:
+    """Encoded pairs: sources and targets padded to the split's longest (N×S and N×T, on the device the data sit
+    on), with the lengths of both on the host, so that a batch is cut to its own longest sequences without asking
+    the device."""
+
+    def __init__(
+        self,
+        source: torch.Tensor,
+        source_lengths: torch.Tensor,
+        target: torch.Tensor,
+        target_lengths: torch.Tensor,
+    ) -> None:
+        self.source, self.source_lengths = source, source_lengths
+        self.target, self.target_lengths = target, target_lengths
+
+    def __len__(self) -> int:
+        return len(self.source_lengths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.source[index], self.source_lengths[index], self.target[index]
+
+    def gather(
+        self, index: torch.Tensor, host_index: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        lengths = self.source_lengths[host_index]
+        target_length = int(self.target_lengths[host_index].max())
+        return self.source[index, : int(lengths.max())], lengths, self.target[index, :target_length]
+
+    def to(self, device: torch.device) -> SentencePairs:
+        return SentencePairs(
+            self.source.to(device), self.source_lengths, self.target.to(device), self.target_lengths
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return self.source.device
+
+    @property
+    def nbytes(self) -> int:
+        return self.source.nbytes + self.target.nbytes
 
 
 class PairsDataModule(LightningDataModule):
@@ -146,10 +182,12 @@ class PairsDataModule(LightningDataModule):
         batch_size: int = 64,
         eval_batch_size: int = 256,
         seed: int = 42,
+        placement: str = "auto",
     ) -> None:
         super().__init__()
         tokenize("", tokenizer)  # an unknown tokenizer fails here, naming the choices
         self.max_length = max_length
+        self.placement = Placement(placement)
         self.level = tokenizer
         self.lowercase = lowercase
         self.min_freq = min_freq
@@ -158,7 +196,7 @@ class PairsDataModule(LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.seed = seed
         self.pair_tokenizer: PairTokenizer | None = None
-        self.splits: dict[str, TensorBatches] = {}
+        self.splits: dict[str, SentencePairs] = {}
         self.max_target_length = 0
 
     @abstractmethod
@@ -212,29 +250,43 @@ class PairsDataModule(LightningDataModule):
             )
         return kept
 
-    def _encode(self, pairs: Sequence[Pair]) -> TensorBatches:
+    def _encode(self, pairs: Sequence[Pair]) -> SentencePairs:
         sources = [self.pair_tokenizer.encode_source(source) for source, _ in pairs]
         targets = [self.pair_tokenizer.encode_target(target) for _, target in pairs]
-        lengths = torch.tensor([len(ids) for ids in sources])
-        return TensorBatches(pad_ids(sources), lengths, pad_ids(targets))
+        return SentencePairs(
+            pad_ids(sources),
+            torch.tensor([len(ids) for ids in sources]),
+            pad_ids(targets),
+            torch.tensor([len(ids) for ids in targets]),
+        )
 
-    def train_dataloader(self) -> DataLoader:
-        data = self.splits["train"]
+    def train_dataloader(self) -> InMemoryLoader:
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> InMemoryLoader:
+        return self._loader("val", self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> InMemoryLoader:
+        return self._loader("test", self.eval_batch_size, shuffle=False)
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> InMemoryLoader:
+        device = training_device(self.trainer)
+        data = self.placement.place(split, self.splits[split], device)
+        shuffle = shuffle and not (self.trainer is not None and self.trainer.overfit_batches)
+        order = EpochSampler(len(data), self.seed, shuffle=shuffle)
+        if not shuffle:
+            # file order, so that the examples shown in TensorBoard are the first sentences of the split
+            return InMemoryLoader(data, BatchSampler(order, batch_size, drop_last=False), device)
         # sentences of similar length share a batch: the decoder attends over little padding. The order is a
-        # function of (seed, epoch): a resumed run sees the epochs it would have seen (exactly from epoch ends)
-        shuffled = EpochSampler(len(data), self.seed)
-        batches = BucketBatchSampler(shuffled, self.batch_size, lengths=data.tensors[1].tolist())
-        return DataLoader(data, batch_sampler=batches, collate_fn=_trim)
+        # function of (seed, epoch): a resumed run sees the epochs it would have seen, from where it stopped
+        lengths = data.source_lengths.tolist()
+        return InMemoryLoader(data, BucketBatchSampler(order, batch_size, lengths=lengths), device)
 
-    def _eval_loader(self, split: str) -> DataLoader:
-        # file order, so that the examples shown in TensorBoard are the first sentences of the split
-        return DataLoader(self.splits[split], batch_size=self.eval_batch_size, collate_fn=_trim)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._eval_loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._eval_loader("test")
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        source, lengths, target = batch
+        # the source lengths stay on the host: the encoder packs the sequences with them there, and moving them
+        # to the device and back would stop the host at every step
+        return source.to(device, non_blocking=True), lengths, target.to(device, non_blocking=True)
 
     def decode_source(self, ids: Sequence[int]) -> str:
         return self.pair_tokenizer.decode_source(ids)
@@ -259,6 +311,7 @@ class PairsDataModule(LightningDataModule):
             self.pair_tokenizer = saved
             if self.splits:
                 self.splits = {}
+                self.placement.forget()
                 self.setup()
 
 
