@@ -16,7 +16,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from classicnets.data.batches import TensorBatches
 from classicnets.data.errors import CorruptDatasetError, DatasetNotFoundError
-from classicnets.data.loading import InMemoryLoader
 from classicnets.data.vision import InMemoryImageDataModule
 from classicnets.errors import ConfigError
 
@@ -410,7 +409,7 @@ class ImageFolderDataModule(InMemoryImageDataModule):
         mean, std = channel_stats(images)
         return tuple(mean), tuple(std)
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader | InMemoryLoader:
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> Iterable[Any]:
         if not self.streaming:
             return super()._loader(split, batch_size, shuffle)
         return DataLoader(

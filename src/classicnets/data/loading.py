@@ -16,7 +16,7 @@ on the same batches in the same order wherever its data sit, and resumes the sam
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Protocol, TypeVar
 
 import torch
@@ -117,9 +117,8 @@ class InMemoryLoader:
     def __init__(self, data: Gatherable, batch_sampler: BatchSampler, device: torch.device | None) -> None:
         self.data = data
         self.batch_sampler = batch_sampler
-        self.order: EpochSampler = (
-            batch_sampler.sampler
-        )  # (not `sampler`: Lightning would take it for a DataLoader's)
+        # `order`, not `sampler`: Lightning would take a `sampler` for a DataLoader's
+        self.order: EpochSampler = batch_sampler.sampler
         # a batch gathered in host memory for a GPU goes there from pinned memory, without stopping the host
         self.pin = data.device.type == "cpu" and device is not None and device.type == "cuda"
         self.done = 0
@@ -159,6 +158,44 @@ class InMemoryLoader:
             return
         check_resumable(state, self.order.seed, self.order.num_replicas, position=state.get("batches", 0))
         self._restored = (state["epoch"], state.get("batches", 0))
+
+
+class InMemoryLoaders:
+    """The three loaders of a data module whose encoded splits sit in memory (`splits`, by name), placed by its
+    `placement`. The order is a function of (`seed`, epoch), so a resumed run sees the epochs it would have seen,
+    and each loader checkpoints its position inside the epoch; under DDP each process gets its shard. A data
+    module says how an order is cut into batches by overriding `batches`."""
+
+    trainer: Trainer | None
+
+    def __init__(self, batch_size: int, eval_batch_size: int, seed: int, placement: str) -> None:
+        super().__init__()  # the data module's base (LightningDataModule)
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.seed = seed
+        self.placement = Placement(placement)
+        self.splits: dict[str, Any] = {}
+
+    def train_dataloader(self) -> Iterable[Any]:
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> Iterable[Any]:
+        return self._loader("val", self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> Iterable[Any]:
+        return self._loader("test", self.eval_batch_size, shuffle=False)
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> Iterable[Any]:
+        device = training_device(self.trainer)
+        data = self.placement.place(split, self.splits[split], device)
+        # overfitting a few batches (trainer.overfit_batches) needs the same ones every epoch
+        shuffle = shuffle and not (self.trainer is not None and self.trainer.overfit_batches)
+        order = EpochSampler(len(data), self.seed, shuffle=shuffle)
+        return InMemoryLoader(data, self.batches(data, order, batch_size, shuffle), device)
+
+    def batches(self, data: Any, order: EpochSampler, batch_size: int, shuffle: bool) -> BatchSampler:
+        """`order` cut into batches of `batch_size`, in its order."""
+        return BatchSampler(order, batch_size, drop_last=False)
 
 
 def _pinned(batch: Any) -> Any:

@@ -13,16 +13,14 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import BatchSampler, DataLoader
 
 from classicnets.data.batches import TensorBatches, normalize, random_crop, random_hflip
 from classicnets.data.errors import CorruptDatasetError
-from classicnets.data.loading import InMemoryLoader, Placement, training_device
-from classicnets.data.sampling import EpochSampler
+from classicnets.data.loading import InMemoryLoaders
 from classicnets.errors import ConfigError
 
 
-class InMemoryImageDataModule(LightningDataModule):
+class InMemoryImageDataModule(InMemoryLoaders, LightningDataModule):
     """Base for image datasets that fit in memory. Subclasses say how to load a split as uint8 NCHW tensors."""
 
     classes: tuple[str, ...]
@@ -44,21 +42,17 @@ class InMemoryImageDataModule(LightningDataModule):
         seed: int = 42,
         placement: str = "auto",
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, eval_batch_size, seed, placement)
         if not 0.0 < val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
-        self.placement = Placement(placement)
         self.data_dir = Path(data_dir).expanduser()
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
         self.val_fraction = val_fraction
         self.augment = augment
         self.crop_padding = crop_padding
         if hflip is not None:
             self.hflip = hflip
-        self.seed = seed
         self.source_used = "full"
-        self.splits: dict[str, TensorBatches] = {}
+        self.splits: dict[str, TensorBatches]
 
     @property
     def sizes(self) -> dict[str, Any]:
@@ -103,23 +97,6 @@ class InMemoryImageDataModule(LightningDataModule):
                 f"{type(self).__name__} in {self.data_dir}: labels outside 0..{len(self.classes) - 1}"
             )
         return images.contiguous(), labels.long()
-
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader | InMemoryLoader:
-        device = training_device(self.trainer)
-        data = self.placement.place(split, self.splits[split], device)
-        # overfitting a few batches (trainer.overfit_batches) needs the same ones every epoch
-        shuffle = shuffle and not (self.trainer is not None and self.trainer.overfit_batches)
-        order = EpochSampler(len(data), self.seed, shuffle=shuffle)
-        return InMemoryLoader(data, BatchSampler(order, batch_size, drop_last=False), device)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.eval_batch_size, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.eval_batch_size, shuffle=False)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, labels = batch

@@ -19,7 +19,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import BatchSampler
 
 from classicnets.data.errors import CorruptDatasetError
-from classicnets.data.loading import InMemoryLoader, Placement, training_device
+from classicnets.data.loading import InMemoryLoaders
 from classicnets.data.sampling import EpochSampler
 from classicnets.data.text.batching import BucketBatchSampler, TokenSequences
 from classicnets.data.text.readers import Example
@@ -37,7 +37,7 @@ def ordered_labels(labels: set[str]) -> tuple[str, ...]:
     return tuple(sorted(labels))
 
 
-class TextClassificationDataModule(LightningDataModule):
+class TextClassificationDataModule(InMemoryLoaders, LightningDataModule):
     """Base for labelled texts. Subclasses return each split's examples from `read_split`.
 
     Batches are `(ids, labels)`: ids an int64 N×T tensor padded with 0 to the batch's longest text.
@@ -65,13 +65,10 @@ class TextClassificationDataModule(LightningDataModule):
         vocab_dir: str | Path | None = None,
         placement: str = "auto",
     ) -> None:
-        super().__init__()
-        self.placement = Placement(placement)
+        super().__init__(batch_size, eval_batch_size, seed, placement)
         if not 0.0 < val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
         tokenize("", tokenizer)  # an unknown level fails here, before any data is read
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
         self.val_fraction = val_fraction
         self.tokenizer = tokenizer
         self.lowercase = lowercase
@@ -80,11 +77,10 @@ class TextClassificationDataModule(LightningDataModule):
         self.max_length = max_length
         self.bucketing = bucketing
         self.bucket_batches = bucket_batches
-        self.seed = seed
         self.vocab_dir = Path(vocab_dir).expanduser() if vocab_dir else None
         self.vocab: Vocabulary | None = None
         self.source_used = "full"
-        self.splits: dict[str, TokenSequences] = {}
+        self.splits: dict[str, TokenSequences]
 
     @abstractmethod
     def read_split(self, split: str) -> list[Example] | None:
@@ -176,28 +172,14 @@ class TextClassificationDataModule(LightningDataModule):
         separator = "" if self.tokenizer == "char" else " "
         return separator.join(self.vocab.decode(ids.tolist()))
 
-    def train_dataloader(self) -> InMemoryLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> InMemoryLoader:
-        return self._loader("val", self.eval_batch_size, shuffle=False)
-
-    def test_dataloader(self) -> InMemoryLoader:
-        return self._loader("test", self.eval_batch_size, shuffle=False)
-
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> InMemoryLoader:
-        # The order is a function of (seed, epoch), so a resumed run sees the epochs it would have seen, and the
-        # loader checkpoints its position inside the epoch, bucketed or not; under DDP each process gets its shard.
-        device = training_device(self.trainer)
-        data = self.placement.place(split, self.splits[split], device)
-        shuffle = shuffle and not (self.trainer is not None and self.trainer.overfit_batches)
-        order = EpochSampler(len(data), self.seed, shuffle=shuffle)
+    def batches(
+        self, data: TokenSequences, order: EpochSampler, batch_size: int, shuffle: bool
+    ) -> BatchSampler:
         if not self.bucketing:
-            return InMemoryLoader(data, BatchSampler(order, batch_size, drop_last=False), device)
+            return super().batches(data, order, batch_size, shuffle)
         # evaluation sorts the whole split by length: the least padding, and the order does not matter
         bucket_batches = self.bucket_batches if shuffle else None
-        batches = BucketBatchSampler(order, batch_size, lengths=data.lengths, bucket_batches=bucket_batches)
-        return InMemoryLoader(data, batches, device)
+        return BucketBatchSampler(order, batch_size, lengths=data.lengths, bucket_batches=bucket_batches)
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint needs to turn raw text into predictions without the dataset: plain data only."""

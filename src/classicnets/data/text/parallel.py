@@ -21,7 +21,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import BatchSampler
 
 from classicnets.data.errors import CorruptDatasetError, DatasetNotFoundError
-from classicnets.data.loading import InMemoryLoader, Placement, training_device
+from classicnets.data.loading import InMemoryLoaders
 from classicnets.data.sampling import EpochSampler
 from classicnets.data.text.batching import BucketBatchSampler, pad_ids
 from classicnets.data.text.readers import check_encoding, not_text_error, open_text
@@ -164,7 +164,7 @@ class SentencePairs:
         return self.source.nbytes + self.target.nbytes
 
 
-class PairsDataModule(LightningDataModule):
+class PairsDataModule(InMemoryLoaders, LightningDataModule):
     """Base for sentence-pair data held in memory; subclasses say where the train, val and test pairs come from.
 
     The vocabularies are built from the training pairs only and saved in the checkpoint (`state_dict`).
@@ -184,19 +184,15 @@ class PairsDataModule(LightningDataModule):
         seed: int = 42,
         placement: str = "auto",
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, eval_batch_size, seed, placement)
         tokenize("", tokenizer)  # an unknown tokenizer fails here, naming the choices
         self.max_length = max_length
-        self.placement = Placement(placement)
         self.level = tokenizer
         self.lowercase = lowercase
         self.min_freq = min_freq
         self.max_vocab_size = max_vocab_size
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
-        self.seed = seed
         self.pair_tokenizer: PairTokenizer | None = None
-        self.splits: dict[str, SentencePairs] = {}
+        self.splits: dict[str, SentencePairs]
         self.max_target_length = 0
 
     @abstractmethod
@@ -260,27 +256,14 @@ class PairsDataModule(LightningDataModule):
             torch.tensor([len(ids) for ids in targets]),
         )
 
-    def train_dataloader(self) -> InMemoryLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> InMemoryLoader:
-        return self._loader("val", self.eval_batch_size, shuffle=False)
-
-    def test_dataloader(self) -> InMemoryLoader:
-        return self._loader("test", self.eval_batch_size, shuffle=False)
-
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> InMemoryLoader:
-        device = training_device(self.trainer)
-        data = self.placement.place(split, self.splits[split], device)
-        shuffle = shuffle and not (self.trainer is not None and self.trainer.overfit_batches)
-        order = EpochSampler(len(data), self.seed, shuffle=shuffle)
+    def batches(
+        self, data: SentencePairs, order: EpochSampler, batch_size: int, shuffle: bool
+    ) -> BatchSampler:
         if not shuffle:
             # file order, so that the examples shown in TensorBoard are the first sentences of the split
-            return InMemoryLoader(data, BatchSampler(order, batch_size, drop_last=False), device)
-        # sentences of similar length share a batch: the decoder attends over little padding. The order is a
-        # function of (seed, epoch): a resumed run sees the epochs it would have seen, from where it stopped
-        lengths = data.source_lengths.tolist()
-        return InMemoryLoader(data, BucketBatchSampler(order, batch_size, lengths=lengths), device)
+            return super().batches(data, order, batch_size, shuffle)
+        # sentences of similar length share a batch: the decoder attends over little padding
+        return BucketBatchSampler(order, batch_size, lengths=data.source_lengths.tolist())
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         source, lengths, target = batch
