@@ -15,6 +15,7 @@ from omegaconf import DictConfig, open_dict
 from classicnets.errors import ConfigError, UserError
 from classicnets.run.build import build
 from classicnets.run.files import LR_FIND_PLOT
+from classicnets.run.hardware import configure as configure_hardware
 from classicnets.run.pipeline import train
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ def find_lr(cfg: DictConfig) -> float:
     datamodule, task = build(cfg)
     task.schedule = None  # the finder ramps the learning rate itself
     output_dir = Path(cfg.paths.output_dir)
+    configure_hardware(cfg)  # trainer.precision=auto: the precision the training would use
     # no loggers, checkpoints or callbacks, and the step count alone bounds the search (not max_epochs)
     trainer = instantiate(
         cfg.trainer, callbacks=[], logger=False, enable_checkpointing=False, max_epochs=-1, max_steps=-1
