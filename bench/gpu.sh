@@ -260,7 +260,7 @@ main() {
         ((STEP_STATUS == 0)) || { say "the smoke test failed: nothing else is run"; exit 1; }
     fi
     if wanted figure1; then # Fashion-MNIST only: runs while CIFAR-10 is being unpacked
-        figure figure1 150 --figures 1 --reps "$REPS"
+        figure figure1 200 --figures 1 --reps "$REPS"
     fi
     for step in figure5 compile "${RECIPES[@]}"; do
         wanted "$step" || continue
