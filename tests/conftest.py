@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -54,6 +55,13 @@ def make_config(tmp_path: Path) -> Callable[..., DictConfig]:
     return make
 
 
+def as_in_a_terminal() -> None:
+    """`preexec_fn` of a child process: Ctrl-C has its default action, as for a command typed in a terminal, also
+    where the suite itself runs as a background job (which a shell starts with SIGINT ignored, and children
+    inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_script(
     script: str,
     *args: str,
@@ -62,7 +70,7 @@ def run_script(
     full_error: bool = True,
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run one of the repository's entry points as a user would; the output is kept for assertions.
+    """Run one of the repository's entry points as a user would in a terminal; the output is kept for assertions.
 
     `full_error=False` leaves out `HYDRA_FULL_ERROR=1`, as a user's shell does: expected errors are then one line.
     Warnings are ignored unless `env` says otherwise (`{"PYTHONWARNINGS": ""}`: what a user's shell has).
@@ -80,6 +88,7 @@ def run_script(
         capture_output=True,
         text=True,
         timeout=timeout,
+        preexec_fn=as_in_a_terminal,
     )
 
 

@@ -32,7 +32,7 @@ from classicnets.run.output_dir import OutputDirError, check_output_dir
 from classicnets.run.pipeline import evaluate, train
 from classicnets.run.resume import newest_checkpoint
 from classicnets.run.status import read_status
-from tests.conftest import ROOT, compose_config
+from tests.conftest import ROOT, as_in_a_terminal, compose_config
 
 SAMPLE = ROOT / "src" / "classicnets" / "data" / "samples" / "mnist"
 # dropout and augmentation draw from the global RNG: a resume that did not restore it would diverge
@@ -329,6 +329,7 @@ def test_ctrl_c_under_ddp_saves_and_every_rank_stops(tmp_path: Path) -> None:
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,  # a process group of its own: the signal reaches the run's ranks only
+        preexec_fn=as_in_a_terminal,
     )
     code, output = _finish(process)
     assert code == 128 + signal.SIGINT, output[-3000:]

@@ -259,9 +259,8 @@ class _Verdict:
     step: int
     epoch: int
     loss: torch.Tensor  # as the task logged it (unscaled), on the device
-    finite: (
-        torch.Tensor
-    )  # on the host once `copied` has completed: the number of processes with a finite loss
+    # on the host once `copied` has completed: the number of processes with a finite loss
+    finite: torch.Tensor
     copied: torch.cuda.Event | None
 
 
