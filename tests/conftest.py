@@ -22,6 +22,15 @@ from classicnets.run.config import register
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
 # small, quiet and quick: what every end-to-end test wants unless it says otherwise
+# a small MLP on the shipped MNIST sample whose steps draw from the global RNG (dropout, augmentation): a run that
+# did not restore or reproduce that generator would diverge
+RANDOM_MLP = (
+    "model=mlp",
+    "model.hidden_sizes=[32]",
+    "regularization=[dropout,augment]",
+    "data.source=sample",
+    "data.batch_size=32",
+)
 FAST = (
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",

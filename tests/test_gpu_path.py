@@ -30,7 +30,7 @@ from classicnets.run.pipeline import train
 from classicnets.tasks import ClassificationTask
 from classicnets.tasks.base import WeightedMean
 from classicnets.tasks.classification import augmented_logits
-from tests.conftest import CONF_DIR, FAST, compose_config
+from tests.conftest import CONF_DIR, FAST, RANDOM_MLP, compose_config
 from tests.signals_at_step import NaNInputAtStep
 
 MODELS = sorted(path.stem for path in (CONF_DIR / "model").glob("*.yaml") if path.stem != "custom")
@@ -244,11 +244,7 @@ def test_cpu_features_come_from_torch_or_the_kernel() -> None:
 # ---------------------------------------------------------------- data.placement: where the data sit
 
 TINY = (
-    "model=mlp",
-    "model.hidden_sizes=[32]",
-    "regularization=[dropout,augment]",
-    "data.source=sample",
-    "data.batch_size=32",
+    *RANDOM_MLP,
     "trainer.max_epochs=2",
     "trainer.limit_train_batches=5",
     "trainer.limit_val_batches=2",

@@ -32,16 +32,11 @@ from classicnets.run.output_dir import OutputDirError, check_output_dir
 from classicnets.run.pipeline import evaluate, train
 from classicnets.run.resume import newest_checkpoint
 from classicnets.run.status import read_status
-from tests.conftest import ROOT, as_in_a_terminal, compose_config
+from tests.conftest import RANDOM_MLP, ROOT, as_in_a_terminal, compose_config
 
 SAMPLE = ROOT / "src" / "classicnets" / "data" / "samples" / "mnist"
-# dropout and augmentation draw from the global RNG: a resume that did not restore it would diverge
 TINY = (
-    "model=mlp",
-    "model.hidden_sizes=[32]",
-    "regularization=[dropout,augment]",
-    "data.source=sample",
-    "data.batch_size=32",
+    *RANDOM_MLP,
     "data.eval_batch_size=500",
     "trainer.max_epochs=3",
     "trainer.limit_train_batches=4",
@@ -65,7 +60,9 @@ def _signal_at_step(step: int, signum: signal.Signals = signal.SIGKILL) -> tuple
     )
 
 
-def _start(*args: str) -> subprocess.Popen:
+def _start(*args: str, own_group: bool = False) -> subprocess.Popen:
+    """`train.py args` as a terminal starts it; `own_group`: in a process group of its own, so that a signal to
+    the group reaches the run's DDP ranks and nothing else."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "HYDRA_FULL_ERROR": "1"}
     return subprocess.Popen(
         [sys.executable, str(ROOT / "train.py"), *args],
@@ -74,6 +71,8 @@ def _start(*args: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=own_group,
+        preexec_fn=as_in_a_terminal,
     )
 
 
@@ -193,19 +192,9 @@ def test_ddp_killed_mid_epoch_resumes_each_process_where_it_stopped(tmp_path: Pa
         "+callbacks.signal.step=7",
         f"+callbacks.signal.signum={int(signal.SIGKILL)}",
     )
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
 
     def run(*args: str) -> tuple[int, str]:
-        process = subprocess.Popen(
-            [sys.executable, str(ROOT / "train.py"), *ddp, *args],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,  # its own process group: the kill reaches its ranks only
-        )
-        return _finish(process)
+        return _finish(_start(*ddp, *args, own_group=True))  # the kill reaches its ranks only
 
     code, output = run(*kill_all, f"hydra.run.dir={killed}")
     assert code == -signal.SIGKILL, output[-3000:]
@@ -320,18 +309,7 @@ def test_ctrl_c_under_ddp_saves_and_every_rank_stops(tmp_path: Path) -> None:
         f"+callbacks.signal.signum={int(signal.SIGINT)}",
     )
     ddp = (*TINY, "trainer=ddp_cpu", "trainer.deterministic=false", f"hydra.run.dir={tmp_path}")
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *ddp, *interrupt],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # a process group of its own: the signal reaches the run's ranks only
-        preexec_fn=as_in_a_terminal,
-    )
-    code, output = _finish(process)
+    code, output = _finish(_start(*ddp, *interrupt, own_group=True))  # the signal reaches its ranks only
     assert code == 128 + signal.SIGINT, output[-3000:]
     assert _last(tmp_path)["global_step"] == 4
     assert read_status(tmp_path)["status"] == "interrupted"

@@ -458,6 +458,7 @@ class GracefulStop(Callback):
         self.quit = False
         self.started_by_another_rank = False
         self.lightning_handler: Any = None
+        self.trainer: Trainer | None = None
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._route_signals(trainer)
@@ -470,9 +471,21 @@ class GracefulStop(Callback):
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._route_signals(trainer)
 
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.world_size > 1 and torch.distributed.is_initialized():
+            # a stop asked on any rank ends this batch on every rank: Lightning's loop checks its flag locally
+            # right after this hook, and ranks that stopped at different batches would wait for each other
+            asked = torch.tensor([int(self.received is not None)], device=pl_module.device)
+            torch.distributed.all_reduce(asked)
+            if asked.item():
+                trainer._signal_connector.received_sigterm = True
+
     def _route_signals(self, trainer: Trainer) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
+        self.trainer = trainer
         self.started_by_another_rank = trainer.local_rank != 0
         # Lightning's SIGTERM handler, registered anew by each fit and test
         if signal.getsignal(signal.SIGTERM) != self._forward:
@@ -503,6 +516,15 @@ class GracefulStop(Callback):
             saving,
             " (Ctrl-C again to quit without saving)" if signum == signal.SIGINT and saving else "",
         )
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1 and trainer.training:
+            # Lightning's handler broadcasts inside the signal handler: a collective at whatever point the signal
+            # lands, which deadlocked against another collective in flight (the loss check's all-reduce). Here
+            # the signal is only recorded (and passed on by rank 0 to the ranks it started); the ranks agree at
+            # the end of the batch (`on_train_batch_end`) and all stop after that same batch.
+            if trainer.global_rank == 0 and trainer.strategy.launcher is not None:
+                trainer.strategy.launcher.kill(signum)
+            return
         if callable(self.lightning_handler):
             self.lightning_handler(signum, frame)
 
