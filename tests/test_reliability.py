@@ -361,6 +361,22 @@ def test_truncated_checkpoint_is_refused_with_its_name(make_config, tmp_path: Pa
         evaluate(make_config(f"ckpt_path={path}", config_name="eval"))
 
 
+def test_resume_auto_takes_the_checkpoint_furthest_into_training_whatever_the_file_times(
+    tmp_path: Path,
+) -> None:
+    # a copied run directory (cp -r) gives its files the times of the copy, in any order
+    (tmp_path / "checkpoints").mkdir()
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    best = tmp_path / "checkpoints" / "best-epoch026.ckpt"
+    run = {"classicnets": {"config": {}}, "state_dict": {}}
+    torch.save({**run, "global_step": 10_500}, last)
+    torch.save({**run, "global_step": 9_499}, best)
+    os.utime(last, (1, 1))
+    assert newest_checkpoint(tmp_path) == last
+    torch.save({**run, "global_step": 10_500}, best)  # saved at the same step: the later write
+    assert newest_checkpoint(tmp_path) == best
+
+
 def test_resume_auto_skips_a_corrupt_newest_checkpoint(tmp_path: Path) -> None:
     (tmp_path / "checkpoints").mkdir()
     older = _checkpoint(tmp_path / "checkpoints" / "best-epoch000.ckpt")

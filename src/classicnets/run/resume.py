@@ -49,19 +49,24 @@ def checkpoint_to_resume(cfg: DictConfig) -> str | None:
 
 
 def newest_checkpoint(output_dir: Path) -> Path | None:
-    """The most recently written checkpoint under `output_dir` that loads; unreadable ones are skipped, loudly.
+    """The checkpoint under `output_dir` that is furthest into training and loads; unreadable ones are skipped,
+    loudly.
 
-    Looks in `checkpoints/` and at Lightning's SLURM requeue checkpoints (`hpc_ckpt_*.ckpt`).
+    Looks in `checkpoints/` and at Lightning's SLURM requeue checkpoints (`hpc_ckpt_*.ckpt`). "Furthest" is the
+    highest `global_step`, then the latest write: file times alone are not the order of training once a run
+    directory has been copied (`cp -r`, or `rsync` without `-t`), which made a best checkpoint of epoch 26 look
+    newer than a `last.ckpt` from the middle of epoch 30.
     """
     candidates = [*(output_dir / "checkpoints").glob("*.ckpt"), *output_dir.glob("hpc_ckpt_*.ckpt")]
-    for path in sorted(candidates, key=lambda p: (p.stat().st_mtime_ns, p.name), reverse=True):
+    progress: dict[Path, tuple[int, int, str]] = {}
+    for path in candidates:
         try:
-            load_checkpoint(path)
+            step = int(load_checkpoint(path).get("global_step", -1))
         except CheckpointError as error:
             log.warning("resume=auto: skipping %s", error)
             continue
-        return path
-    return None
+        progress[path] = (step, path.stat().st_mtime_ns, path.name)
+    return max(progress, key=progress.__getitem__) if progress else None
 
 
 def resume_command(output_dir: Path) -> str:
