@@ -7,32 +7,24 @@ A figure module defines
 - `NEEDS`: a folder under `--data-dir` without which the figure is skipped (with a note), or None;
 - `run(bench: core.Bench) -> Record | list[Record]`: measures it and returns its record(s) (`core.figure`).
 
-To add a figure, write `figN_what.py` and add it to `FIGURES` below.
+To add a figure, write `figN_what.py` and add its name to `NAMES` below.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
 from types import ModuleType
 
-from . import (
-    fig1_loop,
-    fig2_data_path,
-    fig3_end_to_end,
-    fig4_start_up,
-    fig5_resnet,
-    fig6_recurrent,
-    fig8_short_run,
+# the figure modules, in the order they run
+NAMES = (
+    "fig1_loop",
+    "fig2_data_path",
+    "fig3_end_to_end",
+    "fig4_start_up",
+    "fig5_resnet",
+    "fig6_recurrent",
+    "fig8_short_run",
 )
-
 FIGURES: dict[int, ModuleType] = {
-    module.NUMBER: module
-    for module in (
-        fig1_loop,
-        fig2_data_path,
-        fig3_end_to_end,
-        fig4_start_up,
-        fig5_resnet,
-        fig6_recurrent,
-        fig8_short_run,
-    )
+    module.NUMBER: module for module in (import_module(f".{name}", __name__) for name in NAMES)
 }
